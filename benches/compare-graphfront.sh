@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Starts graphfront for ../shared/bench/compare.sh: one worker thread, https://localhost on
+# $BENCH_LISTEN with $BENCH_CERT/$BENCH_KEY, fronting $BENCH_UPSTREAM at /graphql.
+#   cargo build --release && ../shared/bench/compare.sh
+set -euo pipefail
+dir=${BENCH_DIR:-$(mktemp -d)}
+bin=${GRAPHFRONT_BIN:-target/release/graphfront}
+cat >"$dir/graphfront.toml" <<CONF
+[server]
+threads = 1
+state-dir = "$dir/state"
+pid-file = "$dir/graphfront.pid"
+upgrade-socket = "$dir/graphfront-upgrade.sock"
+grace-period = "0s"
+graceful-shutdown-timeout = "1s"
+access-log = ${BENCH_ACCESS_LOG:-false}
+
+[listeners]
+https = ["$BENCH_LISTEN"]
+http = []
+admin = "127.0.0.1:${BENCH_ADMIN_PORT:-28490}"
+
+[tls]
+reload-interval = "0s"
+
+[[site]]
+name = "bench"
+domains = ["localhost"]
+upstream = "$BENCH_UPSTREAM"
+tls = { cert = "$BENCH_CERT", key = "$BENCH_KEY" }
+CONF
+exec "$bin" run -c "$dir/graphfront.toml"

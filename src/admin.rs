@@ -1,0 +1,113 @@
+//! The admin listener (loopback by default): `/metrics`, `/healthz`, `/readyz`, and the admin API
+//! (`POST /admin/certificates/reload`).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use http::Response;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+
+use crate::config::Config;
+use crate::metrics;
+use crate::tls::CertStore;
+
+pub struct AdminApp {
+    pub config: Arc<Config>,
+    pub certs: Arc<CertStore>,
+}
+
+fn respond(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
+    Response::builder()
+        .status(status)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .header(http::header::CONTENT_LENGTH, body.len())
+        .header(http::header::CACHE_CONTROL, "no-store")
+        .body(body)
+        .expect("static header names and values")
+}
+
+fn json(status: u16, v: serde_json::Value) -> Response<Vec<u8>> {
+    respond(status, "application/json", v.to_string().into_bytes())
+}
+
+impl AdminApp {
+    /// Ready when every site has a certificate to serve.
+    fn readiness(&self) -> Response<Vec<u8>> {
+        let missing: Vec<&str> = self
+            .config
+            .sites
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.certs.current(*i).is_none())
+            .map(|(_, s)| s.name.as_str())
+            .collect();
+        if missing.is_empty() {
+            json(200, serde_json::json!({"ready": true}))
+        } else {
+            json(
+                503,
+                serde_json::json!({"ready": false, "sites_without_certificate": missing}),
+            )
+        }
+    }
+
+    fn reload_certificates(&self) -> Response<Vec<u8>> {
+        let (replaced, errors) = self.certs.reload_from_files(&self.config, true);
+        let status = if errors.is_empty() { 200 } else { 500 };
+        json(
+            status,
+            serde_json::json!({"replaced": replaced, "errors": errors}),
+        )
+    }
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let method = session.req_header().method.clone();
+        let path = session.req_header().uri.path().to_string();
+        match (method.as_str(), path.as_str()) {
+            ("GET", "/metrics") => respond(200, "text/plain; version=0.0.4", metrics::render()),
+            ("GET", "/healthz") => respond(200, "text/plain", b"ok\n".to_vec()),
+            ("GET", "/readyz") => self.readiness(),
+            ("POST", "/admin/certificates/reload") => self.reload_certificates(),
+            _ => json(404, serde_json::json!({"error": "not found"})),
+        }
+    }
+}
+
+/// Port 80: a permanent redirect to the same URL over https for the sites served here.
+pub struct RedirectApp {
+    pub table: crate::routing::SiteTable,
+    /// The https port to redirect to, when it is not 443.
+    pub https_port: Option<u16>,
+}
+
+#[async_trait]
+impl ServeHttp for RedirectApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let req = session.req_header();
+        let authority = req
+            .headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("");
+        let host = crate::routing::host_of(authority);
+        if self.table.lookup(host).is_none() {
+            return json(
+                404,
+                serde_json::json!({"errors": [{"message": "no site is served for this Host", "extensions": {"code": "NOT_FOUND"}}]}),
+            );
+        }
+        let port = self.https_port.map(|p| format!(":{p}")).unwrap_or_default();
+        let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
+        let location = format!("https://{host}{port}{path}");
+        Response::builder()
+            .status(308)
+            .header(http::header::LOCATION, location)
+            .header(http::header::CONTENT_LENGTH, 0)
+            .body(Vec::new())
+            .expect("valid redirect")
+    }
+}

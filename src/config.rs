@@ -1,0 +1,476 @@
+//! Configuration: the TOML file (`config/file.rs`) validated into the runtime types the rest of
+//! graphfront uses. Every error names the key path and the line; no error echoes a secret.
+
+mod file;
+mod locate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use file::FileConfig;
+use file::{SiteFile, TimeoutsFile};
+pub use locate::KeyPath;
+
+/// Bodies up to this size are read and analysed at the edge (pingora's retry buffer).
+pub const ANALYSED_BODY_LIMIT: usize = 64 * 1024;
+
+/// A configuration problem, with where it is.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+/// One invalid key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = if self.path.is_empty() {
+            "(top level)"
+        } else {
+            &self.path
+        };
+        match self.line {
+            Some(line) => write!(f, "{path} (line {line}): {}", self.message),
+            None => write!(f, "{path}: {}", self.message),
+        }
+    }
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub threads: usize,
+    pub state_dir: PathBuf,
+    pub pid_file: PathBuf,
+    pub upgrade_socket: PathBuf,
+    pub grace_period: Duration,
+    pub graceful_shutdown_timeout: Duration,
+    pub dns_ttl: Duration,
+    pub upstream_ca_file: Option<PathBuf>,
+    pub access_log: bool,
+    pub https: Vec<SocketAddr>,
+    pub http: Vec<SocketAddr>,
+    pub admin: SocketAddr,
+    pub h2: bool,
+    pub cert_reload_interval: Duration,
+    /// Index into `sites` of the site whose certificate answers unknown SNI.
+    pub fallback_site: Option<usize>,
+    pub sites: Vec<Arc<Site>>,
+}
+
+/// One fronted API.
+#[derive(Debug)]
+pub struct Site {
+    pub name: String,
+    pub domains: Vec<String>,
+    pub upstream: Endpoint,
+    pub realtime: Endpoint,
+    pub graphql_path: String,
+    pub realtime_path: String,
+    pub max_body: Option<u64>,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub upstream_ca_file: Option<PathBuf>,
+    pub upstream_h2: bool,
+    pub timeouts: Timeouts,
+}
+
+/// An upstream URL taken apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub url: String,
+    pub tls: bool,
+    pub host: String,
+    pub port: u16,
+    /// Path and query, e.g. `/graphql`.
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub read: Duration,
+    pub write: Duration,
+    pub idle: Duration,
+}
+
+impl From<&TimeoutsFile> for Timeouts {
+    fn from(t: &TimeoutsFile) -> Self {
+        Self {
+            connect: t.connect,
+            read: t.read,
+            write: t.write,
+            idle: t.idle,
+        }
+    }
+}
+
+impl Config {
+    /// Read, parse and validate a configuration file. Relative paths inside it are resolved
+    /// against the file's directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, base)
+    }
+
+    /// Parse and validate configuration text; `base` resolves relative paths.
+    pub fn parse(text: &str, base: &Path) -> Result<Self, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        let file: FileConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let line = e.inner().span().map(|s| locate::line_at(text, s.start));
+            let path = e.path().to_string();
+            ConfigError::Invalid(vec![Problem {
+                path: if path == "." { String::new() } else { path },
+                line,
+                message: e.inner().message().to_string(),
+            }])
+        })?;
+        let mut v = Validator {
+            text,
+            base,
+            problems: Vec::new(),
+        };
+        let config = v.config(file);
+        if v.problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError::Invalid(v.problems))
+        }
+    }
+}
+
+struct Validator<'a> {
+    text: &'a str,
+    base: &'a Path,
+    problems: Vec<Problem>,
+}
+
+impl Validator<'_> {
+    fn problem(&mut self, path: KeyPath, message: impl Into<String>) {
+        self.problems.push(Problem {
+            line: locate::line_of(self.text, &path),
+            path: path.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn addr(&mut self, path: KeyPath, s: &str) -> Option<SocketAddr> {
+        match s.parse() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.problem(
+                    path,
+                    format!("`{s}` is not an address like 0.0.0.0:443 or [::]:443"),
+                );
+                None
+            }
+        }
+    }
+
+    fn addrs(&mut self, path: KeyPath, list: &[String]) -> Vec<SocketAddr> {
+        list.iter()
+            .enumerate()
+            .filter_map(|(i, s)| self.addr(path.index(i), s))
+            .collect()
+    }
+
+    fn config(&mut self, f: FileConfig) -> Config {
+        let root = KeyPath::root();
+        let listeners = root.key("listeners");
+        if f.server.threads == 0 {
+            self.problem(root.key("server").key("threads"), "must be at least 1");
+        }
+        let https = self.addrs(listeners.key("https"), &f.listeners.https);
+        if https.is_empty() {
+            self.problem(
+                listeners.key("https"),
+                "at least one https address is needed",
+            );
+        }
+        let http = self.addrs(listeners.key("http"), &f.listeners.http);
+        let admin = self
+            .addr(listeners.key("admin"), &f.listeners.admin)
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9180)));
+
+        if f.sites.is_empty() {
+            self.problem(root.key("site"), "at least one [[site]] is needed");
+        }
+        let sites: Vec<Arc<Site>> = f
+            .sites
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| self.site(root.key("site").index(i), s).map(Arc::new))
+            .collect();
+        self.unique_names_and_domains(&f.sites);
+
+        let fallback_site = f.tls.fallback_site.as_ref().and_then(|name| {
+            let found = f.sites.iter().position(|s| &s.name == name);
+            if found.is_none() {
+                self.problem(
+                    root.key("tls").key("fallback-site"),
+                    format!("no site is named `{name}`"),
+                );
+            }
+            found
+        });
+
+        Config {
+            threads: f.server.threads.max(1),
+            state_dir: self.resolve(&f.server.state_dir),
+            pid_file: f.server.pid_file,
+            upgrade_socket: f.server.upgrade_socket,
+            grace_period: f.server.grace_period,
+            graceful_shutdown_timeout: f.server.graceful_shutdown_timeout,
+            dns_ttl: f.server.dns_ttl,
+            upstream_ca_file: f.server.upstream_ca_file.map(|p| self.resolve(&p)),
+            access_log: f.server.access_log,
+            https,
+            http,
+            admin,
+            h2: f.listeners.h2,
+            cert_reload_interval: f.tls.reload_interval,
+            fallback_site,
+            sites,
+        }
+    }
+
+    fn unique_names_and_domains(&mut self, sites: &[SiteFile]) {
+        let mut names = std::collections::HashMap::new();
+        let mut domains = std::collections::HashMap::new();
+        for (i, s) in sites.iter().enumerate() {
+            let at = KeyPath::root().key("site").index(i);
+            if let Some(j) = names.insert(s.name.clone(), i) {
+                self.problem(
+                    at.key("name"),
+                    format!("`{}` is also the name of site[{j}]", s.name),
+                );
+            }
+            for (k, d) in s.domains.iter().enumerate() {
+                if let Some(j) = domains.insert(d.to_ascii_lowercase(), i) {
+                    self.problem(
+                        at.key("domains").index(k),
+                        format!("`{d}` is also served by site[{j}]"),
+                    );
+                }
+            }
+        }
+    }
+
+    fn site(&mut self, at: KeyPath, s: &SiteFile) -> Option<Site> {
+        let before = self.problems.len();
+        if s.name.is_empty()
+            || !s
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            self.problem(
+                at.key("name"),
+                "use letters, digits, '-' and '_' only (it becomes a metric label)",
+            );
+        }
+        if s.domains.is_empty() {
+            self.problem(at.key("domains"), "list at least one domain");
+        }
+        let domains: Vec<String> = s.domains.iter().map(|d| d.to_ascii_lowercase()).collect();
+        for (i, d) in domains.iter().enumerate() {
+            if let Err(why) = check_domain(d) {
+                self.problem(at.key("domains").index(i), why);
+            }
+        }
+        let upstream = self.endpoint(at.key("upstream"), &s.upstream, &["https", "http"]);
+        let realtime = match &s.realtime_upstream {
+            Some(url) => self.endpoint(at.key("realtime-upstream"), url, &["wss", "ws"]),
+            None => upstream
+                .as_ref()
+                .map(|u| default_realtime(u, &s.realtime_path)),
+        };
+        for (key, p) in [
+            ("graphql-path", &s.graphql_path),
+            ("realtime-path", &s.realtime_path),
+        ] {
+            if !p.starts_with('/') || p.contains('?') {
+                self.problem(at.key(key), "must start with '/' and hold no query");
+            }
+        }
+        let max_body = s.max_body.map(|b| b.as_u64());
+        if max_body == Some(0) {
+            self.problem(
+                at.key("max-body"),
+                "must be more than 0 (omit it for no limit)",
+            );
+        }
+        let cert_file = self.resolve(&s.tls.cert);
+        let key_file = self.resolve(&s.tls.key);
+        for (key, p) in [("cert", &cert_file), ("key", &key_file)] {
+            if !p.is_file() {
+                self.problem(
+                    at.key("tls").key(key),
+                    format!("{} is not a readable file", p.display()),
+                );
+            }
+        }
+        let upstream_ca_file = s.upstream_ca_file.as_ref().map(|p| self.resolve(p));
+        if let Some(p) = &upstream_ca_file {
+            if !p.is_file() {
+                self.problem(
+                    at.key("upstream-ca-file"),
+                    format!("{} is not a readable file", p.display()),
+                );
+            }
+        }
+        for (key, d) in [
+            ("connect", s.timeouts.connect),
+            ("read", s.timeouts.read),
+            ("write", s.timeouts.write),
+        ] {
+            if d.is_zero() {
+                self.problem(at.key("timeouts").key(key), "must be more than 0s");
+            }
+        }
+        if self.problems.len() > before {
+            return None;
+        }
+        Some(Site {
+            name: s.name.clone(),
+            domains,
+            upstream: upstream?,
+            realtime: realtime?,
+            graphql_path: s.graphql_path.clone(),
+            realtime_path: s.realtime_path.clone(),
+            max_body,
+            cert_file,
+            key_file,
+            upstream_ca_file,
+            upstream_h2: s.upstream_h2,
+            timeouts: (&s.timeouts).into(),
+        })
+    }
+
+    fn endpoint(&mut self, at: KeyPath, raw: &str, schemes: &[&str]) -> Option<Endpoint> {
+        match parse_endpoint(raw, schemes) {
+            Ok(e) => Some(e),
+            Err(why) => {
+                self.problem(at, why);
+                None
+            }
+        }
+    }
+}
+
+/// Check a configured domain: a host name, or `*.` followed by one.
+fn check_domain(d: &str) -> Result<(), String> {
+    let host = d.strip_prefix("*.").unwrap_or(d);
+    let ok_label = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if host.len() > 253 || !host.split('.').all(ok_label) {
+        return Err(format!(
+            "`{d}` is not a host name or a wildcard like *.example.com"
+        ));
+    }
+    Ok(())
+}
+
+/// Take an upstream URL apart; only the listed schemes are accepted.
+pub fn parse_endpoint(raw: &str, schemes: &[&str]) -> Result<Endpoint, String> {
+    let shown = redact_userinfo(raw);
+    let url = url::Url::parse(raw).map_err(|e| format!("`{shown}` is not a URL: {e}"))?;
+    if !schemes.contains(&url.scheme()) {
+        return Err(format!(
+            "`{shown}`: the scheme must be one of {}",
+            schemes.join(", ")
+        ));
+    }
+    let host = match url.host() {
+        Some(url::Host::Domain(d)) => d.to_string(),
+        Some(url::Host::Ipv4(a)) => a.to_string(),
+        Some(url::Host::Ipv6(a)) => a.to_string(),
+        None => return Err(format!("`{shown}` has no host")),
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("credentials in the URL are not allowed; use the auth settings".into());
+    }
+    let port = url.port_or_known_default().unwrap_or(443);
+    let mut path = url.path().to_string();
+    if let Some(q) = url.query() {
+        path.push('?');
+        path.push_str(q);
+    }
+    Ok(Endpoint {
+        url: raw.to_string(),
+        tls: matches!(url.scheme(), "https" | "wss"),
+        host,
+        port,
+        path,
+    })
+}
+
+/// A URL as it may be shown in an error: without `user:password@`.
+fn redact_userinfo(raw: &str) -> String {
+    match (raw.find("://"), raw.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***@{}", &raw[..s], &raw[at + 1..]),
+        _ => raw.to_string(),
+    }
+}
+
+/// AppSync serves subscriptions on a sibling host: `<id>.appsync-api.<region>.amazonaws.com` →
+/// `<id>.appsync-realtime-api.<region>.amazonaws.com`. Other upstreams: same origin, `realtime_path`.
+fn default_realtime(up: &Endpoint, realtime_path: &str) -> Endpoint {
+    let appsync = up.host.split_once(".appsync-api.").filter(|(_, rest)| {
+        rest.ends_with(".amazonaws.com") || rest.ends_with(".amazonaws.com.cn")
+    });
+    match appsync {
+        Some((id, rest)) => {
+            let host = format!("{id}.appsync-realtime-api.{rest}");
+            Endpoint {
+                url: format!("wss://{host}/graphql"),
+                tls: true,
+                host,
+                port: 443,
+                path: "/graphql".into(),
+            }
+        }
+        None => {
+            let scheme = if up.tls { "wss" } else { "ws" };
+            Endpoint {
+                url: format!("{scheme}://{}:{}{realtime_path}", up.host, up.port),
+                path: realtime_path.to_string(),
+                ..up.clone()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,240 @@
+//! The configuration file as written: serde structs that mirror `graphfront.toml` key for key.
+//! Nothing here is validated beyond types; `config.rs` turns these into runtime types.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileConfig {
+    /// Process-wide settings.
+    #[serde(default)]
+    pub server: ServerFile,
+    /// Where graphfront listens.
+    #[serde(default)]
+    pub listeners: ListenersFile,
+    /// TLS settings shared by all sites.
+    #[serde(default)]
+    pub tls: TlsFile,
+    /// The sites, one per fronted GraphQL API.
+    #[serde(default, rename = "site")]
+    pub sites: Vec<SiteFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServerFile {
+    /// Worker threads of the proxy service.
+    #[serde(default = "default_threads")]
+    pub threads: usize,
+    /// Directory for state that must survive restarts (ACME account, issued certificates).
+    #[serde(default = "default_state_dir")]
+    pub state_dir: PathBuf,
+    /// Pid file (used by graceful upgrades).
+    #[serde(default = "default_pid_file")]
+    pub pid_file: PathBuf,
+    /// Unix socket over which a new process takes the listening sockets of the old one.
+    #[serde(default = "default_upgrade_sock")]
+    pub upgrade_socket: PathBuf,
+    /// After SIGQUIT/SIGTERM, how long the old process keeps serving before it stops accepting.
+    #[serde(default = "default_grace", with = "humantime_serde")]
+    pub grace_period: Duration,
+    /// After the grace period, how long in-flight requests get to finish.
+    #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
+    pub graceful_shutdown_timeout: Duration,
+    /// How long a resolved upstream address is reused before it is looked up again.
+    #[serde(default = "default_dns_ttl", with = "humantime_serde")]
+    pub dns_ttl: Duration,
+    /// Trust anchors (PEM) for upstream TLS instead of the system roots (`SSL_CERT_FILE` is
+    /// honoured when this is not set).
+    #[serde(default)]
+    pub upstream_ca_file: Option<PathBuf>,
+    /// Access log: "on" (one event per request), "off".
+    #[serde(default = "default_true")]
+    pub access_log: bool,
+}
+
+impl Default for ServerFile {
+    fn default() -> Self {
+        Self {
+            threads: default_threads(),
+            state_dir: default_state_dir(),
+            pid_file: default_pid_file(),
+            upgrade_socket: default_upgrade_sock(),
+            grace_period: default_grace(),
+            graceful_shutdown_timeout: default_shutdown_timeout(),
+            dns_ttl: default_dns_ttl(),
+            upstream_ca_file: None,
+            access_log: true,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ListenersFile {
+    /// HTTPS addresses (TLS terminated here, h2 and http/1.1).
+    #[serde(default = "default_https")]
+    pub https: Vec<String>,
+    /// Plain HTTP addresses: 308 redirect to https (and ACME HTTP-01). Empty to disable.
+    #[serde(default = "default_http")]
+    pub http: Vec<String>,
+    /// Admin listener (metrics, health, admin API). Keep it on loopback or a private network.
+    #[serde(default = "default_admin")]
+    pub admin: String,
+    /// Offer HTTP/2 through ALPN on the https listeners.
+    #[serde(default = "default_true")]
+    pub h2: bool,
+}
+
+impl Default for ListenersFile {
+    fn default() -> Self {
+        Self {
+            https: default_https(),
+            http: default_http(),
+            admin: default_admin(),
+            h2: true,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TlsFile {
+    /// How often certificate files are checked for changes (0s disables polling).
+    #[serde(default = "default_reload", with = "humantime_serde")]
+    pub reload_interval: Duration,
+    /// Name of the site whose certificate answers handshakes with an unknown or missing SNI.
+    /// Without it such handshakes are refused.
+    #[serde(default)]
+    pub fallback_site: Option<String>,
+}
+
+/// One fronted GraphQL API.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SiteFile {
+    /// Short name used in metrics and logs (letters, digits, '-', '_').
+    pub name: String,
+    /// Host names served, exact (`api.example.com`) or one-level wildcard (`*.example.com`).
+    pub domains: Vec<String>,
+    /// The upstream GraphQL endpoint, e.g. `https://<id>.appsync-api.<region>.amazonaws.com/graphql`.
+    pub upstream: String,
+    /// The upstream real-time (WebSocket) endpoint. Default: AppSync's realtime host for AppSync
+    /// upstreams, otherwise the upstream's origin with `realtime-path`.
+    #[serde(default)]
+    pub realtime_upstream: Option<String>,
+    /// Path of the GraphQL endpoint on the custom domain.
+    #[serde(default = "default_graphql_path")]
+    pub graphql_path: String,
+    /// Path of the real-time endpoint on the custom domain.
+    #[serde(default = "default_realtime_path")]
+    pub realtime_path: String,
+    /// Largest request body accepted (413 above). Bodies over 64 KiB are forwarded without analysis.
+    #[serde(default)]
+    pub max_body: Option<ByteSize>,
+    /// Where this site's certificate comes from.
+    pub tls: SiteTlsFile,
+    /// Trust anchors (PEM) for this site's upstream only, instead of the system roots.
+    #[serde(default)]
+    pub upstream_ca_file: Option<PathBuf>,
+    /// Offer HTTP/2 to the upstream.
+    #[serde(default)]
+    pub upstream_h2: bool,
+    /// Timeouts towards the upstream.
+    #[serde(default)]
+    pub timeouts: TimeoutsFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SiteTlsFile {
+    /// Certificate chain, PEM, leaf first.
+    pub cert: PathBuf,
+    /// Private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TimeoutsFile {
+    /// TCP + TLS connect to the upstream.
+    #[serde(default = "default_connect", with = "humantime_serde")]
+    pub connect: Duration,
+    /// Longest wait for the upstream between reads (504 when exceeded before the response starts).
+    #[serde(default = "default_read", with = "humantime_serde")]
+    pub read: Duration,
+    /// Longest wait to write to the upstream.
+    #[serde(default = "default_read", with = "humantime_serde")]
+    pub write: Duration,
+    /// How long an idle pooled upstream connection is kept.
+    #[serde(default = "default_idle", with = "humantime_serde")]
+    pub idle: Duration,
+}
+
+impl Default for TimeoutsFile {
+    fn default() -> Self {
+        Self {
+            connect: default_connect(),
+            read: default_read(),
+            write: default_read(),
+            idle: default_idle(),
+        }
+    }
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+fn default_state_dir() -> PathBuf {
+    PathBuf::from("/var/lib/graphfront")
+}
+fn default_pid_file() -> PathBuf {
+    PathBuf::from("/run/graphfront/graphfront.pid")
+}
+fn default_upgrade_sock() -> PathBuf {
+    PathBuf::from("/run/graphfront/upgrade.sock")
+}
+fn default_grace() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_dns_ttl() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_true() -> bool {
+    true
+}
+fn default_https() -> Vec<String> {
+    vec!["0.0.0.0:443".into()]
+}
+fn default_http() -> Vec<String> {
+    vec!["0.0.0.0:80".into()]
+}
+fn default_admin() -> String {
+    "127.0.0.1:9180".into()
+}
+fn default_reload() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_graphql_path() -> String {
+    "/graphql".into()
+}
+fn default_realtime_path() -> String {
+    "/graphql/realtime".into()
+}
+fn default_connect() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_read() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_idle() -> Duration {
+    Duration::from_secs(60)
+}

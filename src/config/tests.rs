@@ -1,0 +1,157 @@
+use super::*;
+
+/// A directory with the files a configuration refers to.
+fn dir_with_certs(names: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for n in names {
+        let p = dir.path().join(n);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, "placeholder").unwrap();
+    }
+    dir
+}
+
+const MINIMAL: &str = r#"
+[[site]]
+name = "a"
+domains = ["api.example.com"]
+upstream = "https://abc.appsync-api.eu-west-1.amazonaws.com/graphql"
+tls = { cert = "c.pem", key = "k.pem" }
+"#;
+
+fn problems(text: &str) -> Vec<Problem> {
+    let dir = dir_with_certs(&["c.pem", "k.pem"]);
+    match Config::parse(text, dir.path()) {
+        Err(ConfigError::Invalid(p)) => p,
+        other => panic!("expected problems, got {other:?}"),
+    }
+}
+
+#[test]
+fn shipped_config_loads() {
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/graphfront.toml"))
+            .unwrap();
+    let dir = dir_with_certs(&["certs/api.example.com.pem", "certs/api.example.com.key"]);
+    let conf_dir = dir.path().join("conf");
+    std::fs::create_dir_all(&conf_dir).unwrap();
+    let config = Config::parse(&shipped, &conf_dir).unwrap();
+    assert_eq!(config.sites.len(), 1);
+    let site = &config.sites[0];
+    assert_eq!(site.domains, ["api.example.com", "*.api.example.com"]);
+    assert_eq!(site.max_body, Some(1024 * 1024));
+    assert_eq!(
+        site.realtime.url,
+        "wss://abcdefghijklmnopqrstuvwxyz.appsync-realtime-api.eu-west-1.amazonaws.com/graphql"
+    );
+    assert_eq!(config.admin.to_string(), "127.0.0.1:9180");
+}
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let dir = dir_with_certs(&["c.pem", "k.pem"]);
+    let c = Config::parse(MINIMAL, dir.path()).unwrap();
+    let s = &c.sites[0];
+    assert_eq!(s.graphql_path, "/graphql");
+    assert_eq!(s.upstream.host, "abc.appsync-api.eu-west-1.amazonaws.com");
+    assert_eq!(s.upstream.port, 443);
+    assert!(s.upstream.tls);
+    assert_eq!(
+        s.realtime.host,
+        "abc.appsync-realtime-api.eu-west-1.amazonaws.com"
+    );
+    assert_eq!(s.cert_file, dir.path().join("c.pem"));
+    assert_eq!(c.https, ["0.0.0.0:443".parse().unwrap()]);
+}
+
+#[test]
+fn non_appsync_realtime_defaults_to_same_origin() {
+    let text = MINIMAL.replace(
+        "https://abc.appsync-api.eu-west-1.amazonaws.com/graphql",
+        "http://127.0.0.1:4000/graphql",
+    );
+    let dir = dir_with_certs(&["c.pem", "k.pem"]);
+    let c = Config::parse(&text, dir.path()).unwrap();
+    assert_eq!(
+        c.sites[0].realtime.url,
+        "ws://127.0.0.1:4000/graphql/realtime"
+    );
+    assert!(!c.sites[0].realtime.tls);
+}
+
+#[test]
+fn bad_value_names_key_and_line() {
+    let text = MINIMAL.replace("https://abc.appsync-api", "ftp://abc.appsync-api");
+    let p = problems(&text);
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].path, "site[0].upstream");
+    assert_eq!(p[0].line, Some(5));
+    assert!(
+        p[0].to_string().starts_with("site[0].upstream (line 5): "),
+        "{}",
+        p[0]
+    );
+}
+
+#[test]
+fn unknown_key_and_wrong_type_name_key_and_line() {
+    let p = problems(&format!("{MINIMAL}colour = \"blue\"\n"));
+    assert_eq!(p[0].line, Some(7), "{:?}", p);
+    assert!(p[0].message.contains("colour"), "{:?}", p);
+
+    let p = problems(&MINIMAL.replace("name = \"a\"", "name = 3"));
+    assert_eq!(p[0].path, "site[0].name");
+    assert_eq!(p[0].line, Some(3));
+}
+
+#[test]
+fn bad_durations_and_sizes_are_rejected() {
+    let p = problems(&format!("{MINIMAL}max-body = \"lots\"\n"));
+    assert_eq!(p[0].path, "site[0].max-body");
+    let p = problems(&format!("[server]\ngrace-period = \"soon\"\n{MINIMAL}"));
+    assert_eq!(p[0].path, "server.grace-period");
+    assert_eq!(p[0].line, Some(2));
+}
+
+#[test]
+fn collects_every_problem() {
+    let text = r#"
+[listeners]
+https = ["nowhere"]
+
+[[site]]
+name = "a b"
+domains = ["bad_domain!", "*.ok.test"]
+upstream = "https://up.test/graphql"
+graphql-path = "graphql"
+tls = { cert = "missing.pem", key = "k.pem" }
+
+[[site]]
+name = "c"
+domains = ["*.ok.test"]
+upstream = "https://user:pw@up.test/graphql"
+tls = { cert = "c.pem", key = "k.pem" }
+"#;
+    let p = problems(text);
+    let paths: Vec<&str> = p.iter().map(|p| p.path.as_str()).collect();
+    for want in [
+        "listeners.https[0]",
+        "site[0].name",
+        "site[0].domains[0]",
+        "site[0].graphql-path",
+        "site[0].tls.cert",
+        "site[1].upstream",
+        "site[1].domains[0]",
+    ] {
+        assert!(paths.contains(&want), "{want} missing from {paths:?}");
+    }
+    assert!(p.iter().all(|p| p.line.is_some()), "{p:?}");
+    // Secrets in URLs are not echoed back.
+    assert!(!p.iter().any(|p| p.message.contains("pw")), "{p:?}");
+}
+
+#[test]
+fn fallback_site_must_exist() {
+    let p = problems(&format!("[tls]\nfallback-site = \"nope\"\n{MINIMAL}"));
+    assert_eq!(p[0].path, "tls.fallback-site");
+}

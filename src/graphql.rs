@@ -1,0 +1,270 @@
+//! GraphQL over HTTP as the edge understands it: the request (POST JSON or GET parameters),
+//! the document parsed with graphql-parser, and the selected operation classified.
+
+use std::collections::HashSet;
+
+use graphql_parser::query::{
+    Definition, Document, FragmentDefinition, OperationDefinition, Selection, SelectionSet,
+};
+use serde_json::{Map, Value};
+
+/// The type of a GraphQL operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OperationKind {
+    Query,
+    Mutation,
+    Subscription,
+}
+
+impl OperationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Query => "query",
+            Self::Mutation => "mutation",
+            Self::Subscription => "subscription",
+        }
+    }
+}
+
+/// Why a request is not a GraphQL request the edge can forward; each has a stable code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GraphqlError {
+    #[error("the request body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("batched requests (a JSON array) are not supported")]
+    Batch,
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("Syntax Error: {0}")]
+    Syntax(String),
+    #[error("{0}")]
+    Validation(String),
+    #[error("Unknown operation named \"{0}\".")]
+    OperationNotFound(String),
+}
+
+impl GraphqlError {
+    /// The stable, machine-readable code sent to clients.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidJson(_) => "INVALID_JSON",
+            Self::Batch => "BATCH_NOT_SUPPORTED",
+            Self::InvalidRequest(_) => "INVALID_REQUEST",
+            Self::Syntax(_) => "GRAPHQL_PARSE_FAILED",
+            Self::Validation(_) => "GRAPHQL_VALIDATION_FAILED",
+            Self::OperationNotFound(_) => "OPERATION_NOT_FOUND",
+        }
+    }
+}
+
+/// A GraphQL-over-HTTP request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GraphqlRequest {
+    pub query: String,
+    pub operation_name: Option<String>,
+    pub variables: Option<Map<String, Value>>,
+    pub extensions: Option<Map<String, Value>>,
+}
+
+impl GraphqlRequest {
+    /// A POST body: `{query, operationName, variables, extensions}`.
+    pub fn from_json(body: &[u8]) -> Result<Self, GraphqlError> {
+        let value: Value =
+            serde_json::from_slice(body).map_err(|e| GraphqlError::InvalidJson(e.to_string()))?;
+        match value {
+            Value::Object(map) => Self::from_object(map),
+            Value::Array(_) => Err(GraphqlError::Batch),
+            _ => Err(invalid("the request body must be a JSON object")),
+        }
+    }
+
+    fn from_object(mut map: Map<String, Value>) -> Result<Self, GraphqlError> {
+        let query = match map.remove("query") {
+            Some(Value::String(q)) => q,
+            Some(Value::Null) | None => return Err(invalid("the request has no `query`")),
+            Some(_) => return Err(invalid("`query` must be a string")),
+        };
+        let operation_name = match map.remove("operationName") {
+            Some(Value::String(n)) => Some(n),
+            Some(Value::Null) | None => None,
+            Some(_) => return Err(invalid("`operationName` must be a string")),
+        };
+        Ok(Self {
+            query,
+            operation_name,
+            variables: object_or_null(map.remove("variables"), "variables")?,
+            extensions: object_or_null(map.remove("extensions"), "extensions")?,
+        })
+    }
+
+    /// A GET query string (without `?`): `query`, `operationName`, and `variables` and
+    /// `extensions` as JSON text.
+    pub fn from_query_string(qs: &str) -> Result<Self, GraphqlError> {
+        let mut map = Map::new();
+        for (k, v) in form_urlencoded::parse(qs.as_bytes()) {
+            let value = match k.as_ref() {
+                "query" | "operationName" => Value::String(v.into_owned()),
+                "variables" | "extensions" if v.is_empty() => Value::Null,
+                "variables" | "extensions" => serde_json::from_str(&v)
+                    .map_err(|e| invalid(format!("`{k}` is not valid JSON: {e}")))?,
+                _ => continue,
+            };
+            map.insert(k.into_owned(), value);
+        }
+        Self::from_object(map)
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> GraphqlError {
+    GraphqlError::InvalidRequest(msg.into())
+}
+
+fn object_or_null(
+    v: Option<Value>,
+    name: &str,
+) -> Result<Option<Map<String, Value>>, GraphqlError> {
+    match v {
+        Some(Value::Object(m)) => Ok(Some(m)),
+        Some(Value::Null) | None => Ok(None),
+        Some(_) => Err(invalid(format!("`{name}` must be an object"))),
+    }
+}
+
+/// The selected operation of a document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operation {
+    pub kind: OperationKind,
+    pub name: Option<String>,
+    /// Field names (not aliases) selected at the root, fragments expanded, in document order.
+    pub root_fields: Vec<String>,
+}
+
+/// Whether every root field is introspection (`__schema`, `__type`, `__typename`).
+pub fn is_introspection_only(op: &Operation) -> bool {
+    !op.root_fields.is_empty() && op.root_fields.iter().all(|f| f.starts_with("__"))
+}
+
+/// Parse `query` and select the operation: the only one, or the one named `operation_name`.
+pub fn analyze(query: &str, operation_name: Option<&str>) -> Result<Operation, GraphqlError> {
+    // graphql-parser recurses, and stops at its recursion limit (50) with a syntax error: deep
+    // documents cannot exhaust the stack.
+    let doc: Document<'_, &str> =
+        graphql_parser::parse_query(query).map_err(|e| GraphqlError::Syntax(syntax_message(e)))?;
+    let op = select(&doc, operation_name)?;
+    let (kind, name, selection) = match op {
+        OperationDefinition::SelectionSet(s) => (OperationKind::Query, None, s),
+        OperationDefinition::Query(q) => (OperationKind::Query, q.name, &q.selection_set),
+        OperationDefinition::Mutation(m) => (OperationKind::Mutation, m.name, &m.selection_set),
+        OperationDefinition::Subscription(s) => {
+            (OperationKind::Subscription, s.name, &s.selection_set)
+        }
+    };
+    let fragments: Vec<&FragmentDefinition<'_, &str>> = doc
+        .definitions
+        .iter()
+        .filter_map(|d| match d {
+            Definition::Fragment(f) => Some(f),
+            Definition::Operation(_) => None,
+        })
+        .collect();
+    let mut root_fields = Vec::new();
+    let mut seen_fields = HashSet::new();
+    let mut seen_fragments = HashSet::new();
+    collect_root_fields(
+        selection,
+        &fragments,
+        &mut seen_fragments,
+        &mut seen_fields,
+        &mut root_fields,
+    );
+    Ok(Operation {
+        kind,
+        name: name.map(str::to_string),
+        root_fields,
+    })
+}
+
+fn syntax_message(e: graphql_parser::query::ParseError) -> String {
+    // graphql-parser's message reads "query parse error: Parse error at 1:9\n..."; keep it on one line.
+    let text = e.to_string();
+    let text = text.strip_prefix("query parse error: ").unwrap_or(&text);
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn select<'d, 'a>(
+    doc: &'d Document<'a, &'a str>,
+    name: Option<&str>,
+) -> Result<&'d OperationDefinition<'a, &'a str>, GraphqlError> {
+    let mut ops = doc.definitions.iter().filter_map(|d| match d {
+        Definition::Operation(o) => Some(o),
+        Definition::Fragment(_) => None,
+    });
+    match name {
+        Some(wanted) => ops
+            .find(|o| operation_name(o) == Some(wanted))
+            .ok_or_else(|| GraphqlError::OperationNotFound(wanted.to_string())),
+        None => {
+            let first = ops.next().ok_or_else(|| {
+                GraphqlError::Validation("the document contains no operation".into())
+            })?;
+            if ops.next().is_some() {
+                return Err(GraphqlError::Validation(
+                    "the document contains several operations: operationName is required".into(),
+                ));
+            }
+            Ok(first)
+        }
+    }
+}
+
+fn operation_name<'a>(op: &OperationDefinition<'a, &'a str>) -> Option<&'a str> {
+    match op {
+        OperationDefinition::SelectionSet(_) => None,
+        OperationDefinition::Query(q) => q.name,
+        OperationDefinition::Mutation(m) => m.name,
+        OperationDefinition::Subscription(s) => s.name,
+    }
+}
+
+fn collect_root_fields<'a>(
+    set: &SelectionSet<'a, &'a str>,
+    fragments: &[&FragmentDefinition<'a, &'a str>],
+    seen_fragments: &mut HashSet<&'a str>,
+    seen_fields: &mut HashSet<&'a str>,
+    out: &mut Vec<String>,
+) {
+    for item in &set.items {
+        match item {
+            Selection::Field(f) => {
+                if seen_fields.insert(f.name) {
+                    out.push(f.name.to_string());
+                }
+            }
+            Selection::InlineFragment(i) => collect_root_fields(
+                &i.selection_set,
+                fragments,
+                seen_fragments,
+                seen_fields,
+                out,
+            ),
+            Selection::FragmentSpread(s) => {
+                // Each fragment is expanded once: cycles and repeats cannot recurse forever.
+                if !seen_fragments.insert(s.fragment_name) {
+                    continue;
+                }
+                if let Some(f) = fragments.iter().find(|f| f.name == s.fragment_name) {
+                    collect_root_fields(
+                        &f.selection_set,
+                        fragments,
+                        seen_fragments,
+                        seen_fields,
+                        out,
+                    )
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

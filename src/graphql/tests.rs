@@ -1,0 +1,147 @@
+use super::*;
+
+fn op(q: &str, name: Option<&str>) -> Operation {
+    analyze(q, name).unwrap()
+}
+
+fn err(q: &str, name: Option<&str>) -> &'static str {
+    analyze(q, name).unwrap_err().code()
+}
+
+#[test]
+fn classifies_the_three_operation_types() {
+    let q = op("{ getPost(id: 1) { id } }", None);
+    assert_eq!(q.kind, OperationKind::Query);
+    assert_eq!(q.name, None);
+    assert_eq!(q.root_fields, ["getPost"]);
+    let m = op(
+        "mutation Touch($id: ID!) { touchPost(id: $id) { id } }",
+        None,
+    );
+    assert_eq!(
+        (m.kind, m.name.as_deref()),
+        (OperationKind::Mutation, Some("Touch"))
+    );
+    let s = op("subscription { onCreatePost { id } }", None);
+    assert_eq!(s.kind, OperationKind::Subscription);
+}
+
+#[test]
+fn selects_the_named_operation() {
+    let doc = "query A { a } mutation B { b } subscription C { c }";
+    assert_eq!(op(doc, Some("B")).kind, OperationKind::Mutation);
+    assert_eq!(op(doc, Some("C")).root_fields, ["c"]);
+    assert_eq!(err(doc, None), "GRAPHQL_VALIDATION_FAILED");
+    assert_eq!(err(doc, Some("D")), "OPERATION_NOT_FOUND");
+    assert_eq!(
+        err("fragment F on Query { a }", None),
+        "GRAPHQL_VALIDATION_FAILED"
+    );
+}
+
+#[test]
+fn root_fields_use_names_expand_fragments_and_dedupe() {
+    let doc = r#"
+        query Q { x: getPost(id: 1) { id } ...Root ... on Query { listPosts { id } } getPost(id: 2) { id } }
+        fragment Root on Query { hello __typename ...Root }
+    "#;
+    assert_eq!(
+        op(doc, None).root_fields,
+        ["getPost", "hello", "__typename", "listPosts"]
+    );
+}
+
+#[test]
+fn fragment_cycles_terminate() {
+    let doc = "query { ...A } fragment A on Query { a ...B } fragment B on Query { b ...A }";
+    assert_eq!(op(doc, None).root_fields, ["a", "b"]);
+}
+
+#[test]
+fn introspection_only() {
+    assert!(is_introspection_only(&op(
+        "{ __schema { types { name } } }",
+        None
+    )));
+    assert!(!is_introspection_only(&op("{ __typename hello }", None)));
+}
+
+#[test]
+fn syntax_errors_carry_the_position() {
+    let e = analyze("{ hello ", None).unwrap_err();
+    assert_eq!(e.code(), "GRAPHQL_PARSE_FAILED");
+    assert!(e.to_string().contains("1:"), "{e}");
+    assert!(!e.to_string().contains('\n'));
+}
+
+#[test]
+fn deep_nesting_is_refused_without_exhausting_the_stack() {
+    for (open, close) in [("{ a ", "}"), ("[", "]")] {
+        let deep = format!(
+            "{{ a(x: {}1{}) }}",
+            open.repeat(20_000),
+            close.repeat(20_000)
+        );
+        let deep = if open == "[" {
+            deep
+        } else {
+            format!("{}{}", open.repeat(20_000), close.repeat(20_000))
+        };
+        // On the 2 MiB stack of a tokio worker thread.
+        let code = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || analyze(&deep, None).unwrap_err().code())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(code, "GRAPHQL_PARSE_FAILED");
+    }
+    let ok = format!("{}{}", "{ a ".repeat(20), "}".repeat(20));
+    assert_eq!(op(&ok, None).root_fields, ["a"]);
+}
+
+#[test]
+fn post_bodies() {
+    let r = GraphqlRequest::from_json(
+        br#"{"query":"{ a }","operationName":null,"variables":{"id":1},"extensions":null}"#,
+    )
+    .unwrap();
+    assert_eq!(r.query, "{ a }");
+    assert_eq!(r.operation_name, None);
+    assert_eq!(r.variables.unwrap()["id"], 1);
+    assert_eq!(r.extensions, None);
+
+    let code = |b: &[u8]| GraphqlRequest::from_json(b).unwrap_err().code();
+    assert_eq!(code(b"{"), "INVALID_JSON");
+    assert_eq!(code(b""), "INVALID_JSON");
+    assert_eq!(code(b"[{\"query\":\"{a}\"}]"), "BATCH_NOT_SUPPORTED");
+    assert_eq!(code(b"\"{ a }\""), "INVALID_REQUEST");
+    assert_eq!(code(b"{}"), "INVALID_REQUEST");
+    assert_eq!(code(b"{\"query\":1}"), "INVALID_REQUEST");
+    assert_eq!(
+        code(b"{\"query\":\"{a}\",\"variables\":[1]}"),
+        "INVALID_REQUEST"
+    );
+    assert_eq!(
+        code(b"{\"query\":\"{a}\",\"operationName\":2}"),
+        "INVALID_REQUEST"
+    );
+}
+
+#[test]
+fn get_parameters() {
+    let r = GraphqlRequest::from_query_string(
+        "query=query%20Q(%24id%3A%20ID)%20%7B%20a%20%7D&operationName=Q&variables=%7B%22id%22%3A%221%22%7D&other=x",
+    )
+    .unwrap();
+    assert_eq!(r.query, "query Q($id: ID) { a }");
+    assert_eq!(r.operation_name.as_deref(), Some("Q"));
+    assert_eq!(r.variables.unwrap()["id"], "1");
+    let code = |q: &str| GraphqlRequest::from_query_string(q).unwrap_err().code();
+    assert_eq!(code("variables=%7B"), "INVALID_REQUEST");
+    assert_eq!(code("query=%7Ba%7D&variables=%7B"), "INVALID_REQUEST");
+    assert_eq!(code(""), "INVALID_REQUEST");
+    let plus = GraphqlRequest::from_query_string("query=%7B+a+%7D&variables=").unwrap();
+    assert_eq!(plus.query, "{ a }");
+    assert_eq!(plus.variables, None);
+}

@@ -1,0 +1,14 @@
+//! graphfront: an edge proxy for GraphQL APIs (AppSync above all): custom-domain TLS,
+//! GraphQL-aware forwarding, metrics. Modules in request order.
+
+pub mod admin;
+pub mod config;
+pub mod demo;
+pub mod graphql;
+pub mod logging;
+pub mod metrics;
+pub mod proxy;
+pub mod routing;
+pub mod server;
+pub mod tls;
+pub mod upstream;

@@ -1,0 +1,118 @@
+//! Logging: `tracing` with pingora's `log` records bridged in, written through a non-blocking
+//! writer so no request waits on stderr. `RUST_LOG` overrides the level. Client TLS handshake
+//! failures (routine at the edge) are counted in metrics instead of filling the error log.
+
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::{fmt, prelude::*, EnvFilter, Layer};
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Human-readable text.
+    Text,
+    /// One JSON object per line (journald, log shippers).
+    Json,
+}
+
+/// Where pingora logs per-connection accept and handshake outcomes.
+const LISTENER_TARGET: &str = "pingora_core::services::listening";
+
+/// Install the global subscriber. Keep the guard alive for the life of the process.
+pub fn init(format: Format) -> WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    let filter = || {
+        let base = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+        // The listener's lines are re-emitted by `ListenerEvents`, minus handshake noise.
+        base.add_directive(
+            format!("{LISTENER_TARGET}=off")
+                .parse()
+                .expect("static directive"),
+        )
+    };
+    let output = match format {
+        Format::Json => fmt::layer()
+            .json()
+            .with_writer(writer)
+            .with_filter(filter())
+            .boxed(),
+        Format::Text => fmt::layer()
+            .with_writer(writer)
+            .with_ansi(false)
+            .with_filter(filter())
+            .boxed(),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(output)
+        .with(ListenerEvents)
+        .try_init();
+    guard
+}
+
+/// Counts pingora's downstream handshake failures by reason and re-emits its other listener
+/// errors (accept failures) under graphfront's own target.
+struct ListenerEvents;
+
+#[derive(Default)]
+struct Message(String);
+
+impl Visit for Message {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}");
+        }
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.0 = value.to_string();
+        }
+    }
+}
+
+impl<S: Subscriber> Layer<S> for ListenerEvents {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let meta = event.metadata();
+        if meta.target() != LISTENER_TARGET || *meta.level() > tracing::Level::WARN {
+            return;
+        }
+        let mut msg = Message::default();
+        event.record(&mut msg);
+        match handshake_failure_reason(&msg.0) {
+            Some("counted_by_store") => {}
+            Some(reason) => crate::metrics::get()
+                .tls_handshake_failures
+                .with_label_values(&[reason])
+                .inc(),
+            None => tracing::error!(target: "graphfront::listener", "{}", msg.0),
+        }
+    }
+}
+
+/// The bounded reason for one of pingora's handshake error lines; `None` for other lines.
+/// Refusals by the certificate store are counted there (unknown_sni, no_sni, no_certificate).
+pub fn handshake_failure_reason(line: &str) -> Option<&'static str> {
+    if !line.starts_with("Downstream handshake") {
+        return None;
+    }
+    let l = line.to_ascii_lowercase();
+    Some(if l.contains("timeout") || l.contains("timed out") {
+        "timeout"
+    } else if l.contains("no server certificate chain resolved") {
+        "counted_by_store"
+    } else if l.contains("close_notify")
+        || l.contains("reset")
+        || l.contains("eof")
+        || l.contains("closed")
+        || l.contains("broken pipe")
+    {
+        "client_closed"
+    } else if l.contains("incompatible") || l.contains("version") || l.contains("ciphersuite") {
+        "incompatible"
+    } else if l.contains("alert") {
+        "client_alert"
+    } else {
+        "other"
+    })
+}

@@ -1,0 +1,126 @@
+//! Every metric graphfront exports, registered in one place. Names are public API:
+//! `graphfront_<subsystem>_<thing>_{total,seconds,bytes}`, labels bounded (site, kind, reason).
+
+use pingora_prometheus::prometheus::{
+    self, register_counter_vec, register_histogram_vec, register_int_counter,
+    register_int_counter_vec, register_int_gauge, register_int_gauge_vec, CounterVec, Encoder,
+    HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+};
+
+/// Latency buckets in seconds, from 0.5 ms to 30 s.
+const LATENCY: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+#[derive(Debug)]
+pub struct Metrics {
+    pub requests: IntCounterVec,
+    pub request_seconds: HistogramVec,
+    pub upstream_seconds: HistogramVec,
+    pub request_bytes: CounterVec,
+    pub response_bytes: CounterVec,
+    pub in_flight: IntGauge,
+    pub connections_open: IntGauge,
+    pub tls_handshakes: IntCounter,
+    pub tls_handshake_failures: IntCounterVec,
+    pub cert_expiry: IntGaugeVec,
+    pub cert_reloads: IntCounterVec,
+    pub upstream_errors: IntCounterVec,
+    pub rejections: IntCounterVec,
+    pub unanalysed: IntCounterVec,
+}
+
+static METRICS: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(Metrics::register);
+
+/// The process-wide metrics (registered on first use).
+pub fn get() -> &'static Metrics {
+    &METRICS
+}
+
+impl Metrics {
+    fn register() -> Self {
+        let m = || -> prometheus::Result<Self> {
+            Ok(Self {
+                requests: register_int_counter_vec!(
+                    "graphfront_http_requests_total",
+                    "Requests answered, by site, GraphQL operation type (query, mutation, subscription, none) and status class (2xx, 4xx, ...).",
+                    &["site", "operation", "status"]
+                )?,
+                request_seconds: register_histogram_vec!(
+                    "graphfront_http_request_duration_seconds",
+                    "Time from the request header to the end of the response, by site and operation type.",
+                    &["site", "operation"],
+                    LATENCY.to_vec()
+                )?,
+                upstream_seconds: register_histogram_vec!(
+                    "graphfront_upstream_response_duration_seconds",
+                    "Time from sending the request upstream to receiving the upstream's response header, by site.",
+                    &["site"],
+                    LATENCY.to_vec()
+                )?,
+                request_bytes: register_counter_vec!(
+                    "graphfront_http_request_body_bytes_total",
+                    "Request body bytes received from clients, by site.",
+                    &["site"]
+                )?,
+                response_bytes: register_counter_vec!(
+                    "graphfront_http_response_body_bytes_total",
+                    "Response body bytes sent to clients, by site.",
+                    &["site"]
+                )?,
+                in_flight: register_int_gauge!(
+                    "graphfront_http_requests_in_flight",
+                    "Requests being processed right now."
+                )?,
+                connections_open: register_int_gauge!(
+                    "graphfront_tls_connections_open",
+                    "Client TLS connections currently open (after a completed handshake)."
+                )?,
+                tls_handshakes: register_int_counter!(
+                    "graphfront_tls_handshakes_total",
+                    "Completed client TLS handshakes."
+                )?,
+                tls_handshake_failures: register_int_counter_vec!(
+                    "graphfront_tls_handshake_failures_total",
+                    "Client TLS handshakes refused, by reason (unknown_sni, no_sni, no_certificate).",
+                    &["reason"]
+                )?,
+                cert_expiry: register_int_gauge_vec!(
+                    "graphfront_tls_certificate_expiry_timestamp_seconds",
+                    "Expiry (Unix time) of the certificate each site serves.",
+                    &["site"]
+                )?,
+                cert_reloads: register_int_counter_vec!(
+                    "graphfront_tls_certificate_loads_total",
+                    "Certificate loads from files or the admin API, by site and result (ok, error).",
+                    &["site", "result"]
+                )?,
+                upstream_errors: register_int_counter_vec!(
+                    "graphfront_upstream_errors_total",
+                    "Failed upstream exchanges, by site and kind (dns, connect, tls, timeout, closed, other).",
+                    &["site", "kind"]
+                )?,
+                rejections: register_int_counter_vec!(
+                    "graphfront_http_rejections_total",
+                    "Requests answered at the edge with an error, by site and stable error code.",
+                    &["site", "code"]
+                )?,
+                unanalysed: register_int_counter_vec!(
+                    "graphfront_graphql_unanalysed_total",
+                    "Requests forwarded without GraphQL analysis, by site and reason (body_size).",
+                    &["site", "reason"]
+                )?,
+            })
+        };
+        m().expect("metric names are unique and registered once")
+    }
+}
+
+/// The Prometheus text exposition of every registered metric.
+pub fn render() -> Vec<u8> {
+    let mut out = Vec::with_capacity(16 * 1024);
+    let families = prometheus::gather();
+    // Encoding into a Vec cannot fail for well-formed families.
+    let _ = prometheus::TextEncoder::new().encode(&families, &mut out);
+    out
+}

@@ -1,0 +1,299 @@
+//! The edge's `ProxyHttp`: each phase calls into the module that owns the concern.
+//!
+//! | pingora phase            | what happens                          | module              |
+//! |--------------------------|---------------------------------------|---------------------|
+//! | request_filter           | route by Host/SNI, GraphQL pre-check  | routing, analyse    |
+//! | upstream_peer            | resolved, pooled upstream peer        | upstream            |
+//! | upstream_request_filter  | path, Host, X-Forwarded-*             | forward             |
+//! | upstream_response_filter | upstream latency                      | metrics             |
+//! | fail_to_proxy            | 502/504 as a GraphQL error            | respond, upstream   |
+//! | logging                  | metrics and one access-log event      | access              |
+
+mod access;
+mod analyse;
+mod forward;
+pub mod respond;
+mod site;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use pingora::http::{RequestHeader, ResponseHeader};
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::{Error, ErrorType};
+
+use crate::config::Config;
+use crate::graphql::OperationKind;
+use crate::metrics;
+use crate::routing::{host_of, SiteTable};
+use crate::tls::TlsInfo;
+use crate::upstream::FailureKind;
+pub use analyse::Analysis;
+use respond::EdgeError;
+pub use site::SiteRuntime;
+
+/// The proxy: the sites and the table that routes names to them.
+pub struct Edge {
+    sites: Vec<Arc<SiteRuntime>>,
+    table: SiteTable,
+    access_log: bool,
+}
+
+/// Per-request state shared by the phases.
+pub struct RequestCtx {
+    started: Instant,
+    site: Option<Arc<SiteRuntime>>,
+    operation: Option<OperationKind>,
+    unanalysed: bool,
+    realtime: bool,
+    upstream_sent: Option<Instant>,
+    failure: Option<FailureKind>,
+    rejected: Option<&'static str>,
+}
+
+impl Edge {
+    pub fn new(config: &Config) -> Result<Self, crate::upstream::UpstreamError> {
+        let sites = config
+            .sites
+            .iter()
+            .enumerate()
+            .map(|(i, s)| SiteRuntime::new(i, s.clone(), config.dns_ttl).map(Arc::new))
+            .collect::<Result<_, _>>()?;
+        Ok(Self {
+            sites,
+            table: SiteTable::new(config.sites.iter().map(|s| s.as_ref())),
+            access_log: config.access_log,
+        })
+    }
+
+    /// The site for this request, or why there is none (421: wrong host for this connection).
+    fn route(&self, session: &Session) -> Result<Arc<SiteRuntime>, EdgeError> {
+        let req = session.req_header();
+        let authority = req
+            .uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| req.headers.get(http::header::HOST)?.to_str().ok())
+            .unwrap_or("");
+        let host = host_of(authority);
+        let by_host = self.table.lookup(host);
+        let sni_site = session
+            .digest()
+            .and_then(|d| d.ssl_digest.as_ref())
+            .and_then(|d| d.extension.get::<TlsInfo>())
+            .and_then(|t| t.sni_site);
+        match (by_host, sni_site) {
+            (Some(h), Some(s)) if h != s => Err(EdgeError::new(
+                421,
+                "MISDIRECTED_REQUEST",
+                "the Host header names a site other than the one this TLS connection was made for",
+            )),
+            (Some(h), _) => Ok(self.sites[h].clone()),
+            (None, _) => Err(EdgeError::new(
+                421,
+                "MISDIRECTED_REQUEST",
+                "no site is served for this Host",
+            )),
+        }
+    }
+
+    async fn reject(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        e: EdgeError,
+    ) -> pingora::Result<bool> {
+        ctx.rejected = Some(e.code);
+        let site = ctx.site.as_ref().map_or("none", |s| s.config.name.as_str());
+        metrics::get()
+            .rejections
+            .with_label_values(&[site, e.code])
+            .inc();
+        e.send(session).await?;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Edge {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            started: Instant::now(),
+            site: None,
+            operation: None,
+            unanalysed: false,
+            realtime: false,
+            upstream_sent: None,
+            failure: None,
+            rejected: None,
+        }
+    }
+
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<bool> {
+        metrics::get().in_flight.inc();
+        let site = match self.route(session) {
+            Ok(site) => site,
+            Err(e) => return self.reject(session, ctx, e).await,
+        };
+        ctx.site = Some(site.clone());
+        let path = session.req_header().uri.path();
+        if path == site.config.realtime_path {
+            if session.is_upgrade_req() {
+                ctx.realtime = true;
+                return Ok(false);
+            }
+            let e = EdgeError::new(
+                400,
+                "WEBSOCKET_REQUIRED",
+                "this path takes WebSocket upgrades only",
+            );
+            return self.reject(session, ctx, e).await;
+        }
+        if path != site.config.graphql_path {
+            let e = EdgeError::new(404, "NOT_FOUND", format!("no GraphQL endpoint at {path}"));
+            return self.reject(session, ctx, e).await;
+        }
+        let method = session.req_header().method.clone();
+        let analysis = match method {
+            http::Method::POST => analyse::post(session, &site.config).await,
+            // WebSocket on the GraphQL path (graphql-ws clients): forwarded as is.
+            http::Method::GET if session.is_upgrade_req() => return Ok(false),
+            http::Method::GET => analyse::get(session),
+            // CORS preflights are the upstream's to answer for now.
+            http::Method::OPTIONS => return Ok(false),
+            _ => Err(EdgeError::new(
+                405,
+                "METHOD_NOT_ALLOWED",
+                "GraphQL takes POST (and GET for queries)",
+            )
+            .with_header("allow", "GET, POST, OPTIONS")),
+        };
+        match analysis {
+            Ok(Analysis::Operation(op)) => ctx.operation = Some(op.kind),
+            Ok(Analysis::Unanalysed) => {
+                ctx.unanalysed = true;
+                site.unanalysed.inc();
+            }
+            Err(e) => return self.reject(session, ctx, e).await,
+        }
+        Ok(false)
+    }
+
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<Box<HttpPeer>> {
+        let site = ctx
+            .site
+            .as_ref()
+            .expect("request_filter routed the request");
+        let upstream = if ctx.realtime {
+            &site.realtime
+        } else {
+            &site.upstream
+        };
+        upstream.peer().await.map_err(|e| {
+            ctx.failure = Some(FailureKind::Dns);
+            Error::explain(ErrorType::Custom("dns"), e.to_string())
+        })
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream_request: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        let site = ctx.site.as_ref().expect("routed");
+        let endpoint = if ctx.realtime {
+            site.realtime.endpoint()
+        } else {
+            site.upstream.endpoint()
+        };
+        forward::rewrite(session, upstream_request, endpoint)?;
+        ctx.upstream_sent = Some(Instant::now());
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        _upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        if let (Some(site), Some(sent)) = (&ctx.site, ctx.upstream_sent) {
+            site.upstream_seconds.observe(sent.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        e: &Error,
+        ctx: &mut RequestCtx,
+    ) -> FailToProxy {
+        let upstream_side = ctx.failure.is_some() || e.esource() == &pingora::ErrorSource::Upstream;
+        let answer = if upstream_side {
+            let kind = ctx.failure.unwrap_or_else(|| FailureKind::of(e));
+            ctx.failure = Some(kind);
+            if let Some(site) = &ctx.site {
+                metrics::get()
+                    .upstream_errors
+                    .with_label_values(&[&site.config.name, kind.label()])
+                    .inc();
+            }
+            EdgeError::new(kind.status(), kind.code(), upstream_message(kind))
+        } else {
+            match e.etype() {
+                ErrorType::HTTPStatus(s) if *s < 500 => {
+                    EdgeError::new(*s, "BAD_REQUEST", "the request could not be processed")
+                }
+                ErrorType::HTTPStatus(s) => EdgeError::new(*s, "INTERNAL_ERROR", "internal error"),
+                _ if e.esource() == &pingora::ErrorSource::Downstream => {
+                    EdgeError::new(400, "BAD_REQUEST", "the request could not be read")
+                }
+                _ => EdgeError::new(500, "INTERNAL_ERROR", "internal error"),
+            }
+        };
+        // Once the response has started, the client can only see the connection close.
+        let code = if session.response_written().is_some() {
+            0
+        } else {
+            let _ = answer.send(session).await;
+            answer.status
+        };
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        metrics::get().in_flight.dec();
+        access::record(session, e, ctx, self.access_log);
+    }
+
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, _e: &Error) -> bool {
+        // Upstream failures are counted and logged once by the access log; client aborts are routine.
+        ctx.failure.is_some() || ctx.rejected.is_some()
+    }
+}
+
+fn upstream_message(kind: FailureKind) -> &'static str {
+    match kind {
+        FailureKind::Timeout => "the upstream GraphQL API did not answer in time",
+        FailureKind::Dns => "the upstream GraphQL API's host name could not be resolved",
+        FailureKind::Tls => "the upstream GraphQL API's TLS certificate was not accepted",
+        _ => "the upstream GraphQL API could not be reached",
+    }
+}

@@ -1,0 +1,64 @@
+//! The request as the upstream sees it: the upstream's path and Host, and the
+//! X-Forwarded-* headers that tell it who the client was.
+
+use pingora::http::RequestHeader;
+use pingora::proxy::Session;
+
+use crate::config::Endpoint;
+
+/// Rewrite the upstream request for `endpoint`, keeping the client's query string.
+pub fn rewrite(
+    session: &Session,
+    req: &mut RequestHeader,
+    endpoint: &Endpoint,
+) -> pingora::Result<()> {
+    let original_host = req.uri.authority().map(|a| a.to_string()).or_else(|| {
+        req.headers
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+    });
+    let path = match req.uri.query() {
+        Some(q) if !q.is_empty() => {
+            let sep = if endpoint.path.contains('?') {
+                '&'
+            } else {
+                '?'
+            };
+            format!("{}{sep}{q}", endpoint.path)
+        }
+        _ => endpoint.path.clone(),
+    };
+    let uri = http::Uri::builder()
+        .path_and_query(path)
+        .build()
+        .map_err(|e| {
+            pingora::Error::because(pingora::ErrorType::InvalidHTTPHeader, "upstream path", e)
+        })?;
+    req.set_uri(uri);
+    let default_port = if endpoint.tls { 443 } else { 80 };
+    let host = if endpoint.port == default_port {
+        endpoint.host.clone()
+    } else {
+        format!("{}:{}", endpoint.host, endpoint.port)
+    };
+    req.insert_header(http::header::HOST, host)?;
+
+    if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
+        let ip = client.ip().to_string();
+        let xff = match req
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(prev) if !prev.is_empty() => format!("{prev}, {ip}"),
+            _ => ip,
+        };
+        req.insert_header("x-forwarded-for", xff)?;
+    }
+    req.insert_header("x-forwarded-proto", "https")?;
+    if let Some(h) = original_host {
+        req.insert_header("x-forwarded-host", h)?;
+    }
+    Ok(())
+}

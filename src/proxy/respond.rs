@@ -1,0 +1,89 @@
+//! Answers written at the edge: GraphQL-shaped error bodies with a stable code, in AppSync's
+//! shape (`errorType`) and Apollo's (`extensions.code`) at once.
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+
+/// An error answered by the edge itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeError {
+    pub status: u16,
+    /// Stable, machine-readable code (`GRAPHQL_PARSE_FAILED`, `UPSTREAM_TIMEOUT`, ...).
+    pub code: &'static str,
+    pub message: String,
+    /// Extra response headers (e.g. `Allow` on 405).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl EdgeError {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// AppSync's `errorType` for this status.
+    pub fn error_type(&self) -> &'static str {
+        match self.status {
+            400 | 405 | 413 | 415 => "BadRequestException",
+            401 | 403 => "UnauthorizedException",
+            404 | 421 => "NotFoundException",
+            429 => "TooManyRequestsException",
+            502..=504 => "ServiceUnavailableException",
+            _ => "InternalFailureException",
+        }
+    }
+
+    pub fn body(&self) -> Bytes {
+        let body = serde_json::json!({
+            "errors": [{
+                "message": self.message,
+                "errorType": self.error_type(),
+                "extensions": { "code": self.code },
+            }]
+        });
+        Bytes::from(body.to_string())
+    }
+
+    /// Write the whole response. Errors writing mean the client went away; nothing to do.
+    pub async fn send(&self, session: &mut Session) -> pingora::Result<()> {
+        let body = self.body();
+        let mut h = ResponseHeader::build(self.status, Some(4))?;
+        h.insert_header("content-type", "application/json")?;
+        h.insert_header("content-length", body.len().to_string())?;
+        h.insert_header("cache-control", "no-store")?;
+        for (k, v) in &self.headers {
+            h.insert_header(*k, v.as_str())?;
+        }
+        if !session.is_body_done() {
+            // The unread request body would be taken for the next request.
+            session.set_keepalive(None);
+        }
+        session.write_response_header(Box::new(h), false).await?;
+        session.write_response_body(Some(body), true).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_has_both_shapes() {
+        let e = EdgeError::new(400, "GRAPHQL_PARSE_FAILED", "Syntax Error: \"x\"");
+        let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+        assert_eq!(v["errors"][0]["errorType"], "BadRequestException");
+        assert_eq!(v["errors"][0]["extensions"]["code"], "GRAPHQL_PARSE_FAILED");
+        assert_eq!(v["errors"][0]["message"], "Syntax Error: \"x\"");
+    }
+}

@@ -1,0 +1,228 @@
+//! Upstream peers: asynchronous, cached DNS (pingora's `HttpPeer::new` with a host name blocks
+//! and panics on failure), per-site TLS trust, timeouts and pooling, and error classification.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwapOption;
+use std::time::{Duration, Instant};
+
+use pingora::protocols::ALPN;
+use pingora::upstreams::peer::HttpPeer;
+use pingora::utils::tls::WrappedX509;
+use tokio::sync::Mutex;
+
+use crate::config::{Endpoint, Site, Timeouts};
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("cannot resolve {host}: {reason}")]
+    Resolve { host: String, reason: String },
+    #[error("{path}: cannot read CA file: {reason}")]
+    Ca { path: String, reason: String },
+}
+
+/// How an upstream failure is reported: a bounded metric label, a status and a stable code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    Dns,
+    Connect,
+    Tls,
+    Timeout,
+    Closed,
+    Other,
+}
+
+impl FailureKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Dns => "dns",
+            Self::Connect => "connect",
+            Self::Tls => "tls",
+            Self::Timeout => "timeout",
+            Self::Closed => "closed",
+            Self::Other => "other",
+        }
+    }
+
+    pub fn status(self) -> u16 {
+        match self {
+            Self::Timeout => 504,
+            _ => 502,
+        }
+    }
+
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Timeout => "UPSTREAM_TIMEOUT",
+            Self::Dns => "UPSTREAM_DNS_FAILED",
+            Self::Tls => "UPSTREAM_TLS_FAILED",
+            _ => "UPSTREAM_UNAVAILABLE",
+        }
+    }
+
+    /// Classify a pingora error raised while talking to the upstream.
+    pub fn of(e: &pingora::Error) -> Self {
+        use pingora::ErrorType::*;
+        match e.etype() {
+            ConnectTimedout | ReadTimedout | WriteTimedout => Self::Timeout,
+            ConnectRefused | ConnectNoRoute | ConnectError | SocketError | BindError => {
+                Self::Connect
+            }
+            TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | HandshakeError => Self::Tls,
+            ConnectionClosed | ReadError | WriteError | H2Error | InvalidHTTPHeader => Self::Closed,
+            Custom("dns") => Self::Dns,
+            _ => Self::Other,
+        }
+    }
+}
+
+/// One resolvable upstream endpoint with its prepared peer template.
+pub struct Upstream {
+    endpoint: Endpoint,
+    template: HttpPeer,
+    dns_ttl: Duration,
+    fixed_ip: Option<IpAddr>,
+    cache: ArcSwapOption<Resolved>,
+    next: AtomicUsize,
+    refreshing: Mutex<()>,
+}
+
+struct Resolved {
+    addrs: Vec<SocketAddr>,
+    at: Instant,
+}
+
+impl Upstream {
+    /// `group` separates connection pools of peers with different trust (see DESIGN.md).
+    pub fn new(
+        endpoint: &Endpoint,
+        site: &Site,
+        group: u64,
+        dns_ttl: Duration,
+        h2: bool,
+    ) -> Result<Self, UpstreamError> {
+        let mut peer = HttpPeer::new(
+            SocketAddr::from(([0, 0, 0, 0], endpoint.port)),
+            endpoint.tls,
+            endpoint.host.clone(),
+        );
+        apply_timeouts(&mut peer, &site.timeouts);
+        peer.options.alpn = if h2 { ALPN::H2H1 } else { ALPN::H1 };
+        peer.group_key = group;
+        // A site's own trust anchors replace the system roots for its upstream only.
+        if let Some(path) = &site.upstream_ca_file {
+            let cas = read_ca_file(path)?;
+            let list: Vec<WrappedX509> = cas
+                .into_iter()
+                .map(|der| WrappedX509::new(der, pingora::utils::tls::parse_x509))
+                .collect();
+            peer.options.ca = Some(Arc::from(list.into_boxed_slice()));
+        }
+        Ok(Self {
+            endpoint: endpoint.clone(),
+            template: peer,
+            dns_ttl,
+            fixed_ip: endpoint.host.parse().ok(),
+            cache: ArcSwapOption::empty(),
+            next: AtomicUsize::new(0),
+            refreshing: Mutex::new(()),
+        })
+    }
+
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// A peer for one request: the template with a resolved address (round-robin over the
+    /// addresses of the last lookup). A failed lookup keeps using the last good addresses.
+    pub async fn peer(&self) -> Result<Box<HttpPeer>, UpstreamError> {
+        let addr = self.resolve().await?;
+        let mut peer = self.template.clone();
+        peer._address = pingora::protocols::l4::socket::SocketAddr::Inet(addr);
+        Ok(Box::new(peer))
+    }
+
+    async fn resolve(&self) -> Result<SocketAddr, UpstreamError> {
+        if let Some(ip) = self.fixed_ip {
+            return Ok(SocketAddr::new(ip, self.endpoint.port));
+        }
+        let fresh = |r: &Resolved| r.at.elapsed() < self.dns_ttl;
+        let current = match self.cache.load_full() {
+            Some(r) if fresh(&r) => r,
+            _ => self.refresh().await?,
+        };
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        Ok(current.addrs[n % current.addrs.len()])
+    }
+
+    /// Look the host up again (one lookup at a time; others reuse its answer).
+    async fn refresh(&self) -> Result<Arc<Resolved>, UpstreamError> {
+        let _one = self.refreshing.lock().await;
+        if let Some(r) = self
+            .cache
+            .load_full()
+            .filter(|r| r.at.elapsed() < self.dns_ttl)
+        {
+            return Ok(r);
+        }
+        let host = self.endpoint.host.as_str();
+        let reason = match tokio::net::lookup_host((host, self.endpoint.port)).await {
+            Ok(it) => {
+                let addrs: Vec<SocketAddr> = it.collect();
+                if !addrs.is_empty() {
+                    let r = Arc::new(Resolved {
+                        addrs,
+                        at: Instant::now(),
+                    });
+                    self.cache.store(Some(r.clone()));
+                    return Ok(r);
+                }
+                "no addresses".to_string()
+            }
+            Err(e) => e.to_string(),
+        };
+        match self.cache.load_full() {
+            // Keep serving the last good answer for another TTL rather than fail traffic.
+            Some(old) => {
+                tracing::warn!(%host, %reason, "DNS lookup failed; keeping the previous addresses");
+                let r = Arc::new(Resolved {
+                    addrs: old.addrs.clone(),
+                    at: Instant::now(),
+                });
+                self.cache.store(Some(r.clone()));
+                Ok(r)
+            }
+            None => Err(UpstreamError::Resolve {
+                host: host.to_string(),
+                reason,
+            }),
+        }
+    }
+}
+
+fn apply_timeouts(peer: &mut HttpPeer, t: &Timeouts) {
+    peer.options.connection_timeout = Some(t.connect);
+    peer.options.total_connection_timeout = Some(t.connect);
+    peer.options.read_timeout = Some(t.read);
+    peer.options.write_timeout = Some(t.write);
+    peer.options.idle_timeout = Some(t.idle);
+}
+
+/// DER certificates from a PEM file.
+pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<Vec<u8>>, UpstreamError> {
+    let err = |reason: String| UpstreamError::Ca {
+        path: path.display().to_string(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    let certs: Vec<Vec<u8>> = rustls_pemfile::certs(&mut &pem[..])
+        .filter_map(Result::ok)
+        .map(|c| c.to_vec())
+        .collect();
+    if certs.is_empty() {
+        return Err(err("no PEM certificate in it".into()));
+    }
+    Ok(certs)
+}

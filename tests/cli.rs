@@ -1,0 +1,66 @@
+//! `graphfront check`: a good configuration passes; a bad one fails naming the key and line.
+
+mod common;
+
+use std::process::Command;
+
+use common::{binary, SiteCerts};
+
+fn check(config: &str, dir: &std::path::Path) -> (i32, String, String) {
+    let path = dir.join("graphfront.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(binary())
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn config(upstream: &str) -> String {
+    format!(
+        "[listeners]\nhttps = [\"127.0.0.1:8443\"]\n\n[[site]]\nname = \"a\"\ndomains = [\"a.test\"]\nupstream = \"{upstream}\"\ntls = {{ cert = \"a.pem\", key = \"a.key\" }}\n"
+    )
+}
+
+#[test]
+fn check_accepts_a_good_config() {
+    let certs = SiteCerts::new();
+    certs.write("a", &["a.test"]);
+    let (code, stdout, stderr) = check(&config("https://up.test/graphql"), certs.dir.path());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("ok (1 sites)"), "{stdout}");
+}
+
+#[test]
+fn check_names_key_and_line_of_each_problem() {
+    let certs = SiteCerts::new();
+    certs.write("a", &["a.test"]);
+    let (code, _, stderr) = check(&config("gopher://up.test/graphql"), certs.dir.path());
+    assert_eq!(code, 2);
+    assert!(stderr.contains("site[0].upstream (line 7)"), "{stderr}");
+
+    let (code, _, stderr) = check(
+        &config("https://up.test/graphql").replace("a.pem", "missing.pem"),
+        certs.dir.path(),
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.contains("site[0].tls.cert (line 8)"), "{stderr}");
+}
+
+#[test]
+fn check_refuses_a_key_that_does_not_match_its_certificate() {
+    let certs = SiteCerts::new();
+    certs.write("a", &["a.test"]);
+    let other = SiteCerts::new();
+    let (_, k) = other.write("b", &["a.test"]);
+    std::fs::copy(k, certs.dir.path().join("a.key")).unwrap();
+    let (code, _, stderr) = check(&config("https://up.test/graphql"), certs.dir.path());
+    assert_eq!(code, 2);
+    assert!(stderr.contains("site a: certificate"), "{stderr}");
+    assert!(stderr.contains("does not belong"), "{stderr}");
+}

@@ -1,0 +1,286 @@
+//! Shared builders for the integration tests: a real GraphQL upstream (the demo API, over HTTPS
+//! with its own test CA, recording what it receives), and graphfront run as the built binary on
+//! free loopback ports, stopped when the test ends.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use graphfront::demo::{self, Recorder, TestCa};
+
+/// A free loopback port: bind port 0, read it, release it.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The demo GraphQL API as an upstream, over HTTPS (certificate for `localhost` from its own CA)
+/// or plain HTTP.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub recorder: Recorder,
+    pub ca: TestCa,
+    tls: bool,
+    dir: tempfile::TempDir,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Upstream {
+    pub async fn start(tls: bool) -> Self {
+        let ca = TestCa::new();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let recorder = Recorder::default();
+        let router = demo::router_with_recorder(demo::schema(), recorder.clone());
+        let tls_config = tls.then(|| {
+            let (cert, key) = ca.issue(&["localhost"]);
+            demo::tls_server_config(&cert, &key, true).unwrap()
+        });
+        let task = tokio::spawn(async move {
+            let _ = demo::serve(listener, tls_config, router).await;
+        });
+        Self {
+            addr,
+            recorder,
+            ca,
+            tls,
+            dir: tempfile::tempdir().unwrap(),
+            task,
+        }
+    }
+
+    /// The URL graphfront should forward to.
+    pub fn url(&self, path: &str) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://localhost:{}{path}", self.addr.port())
+    }
+
+    /// A file holding the upstream's CA certificate, for `upstream-ca-file`.
+    pub fn ca_file(&self) -> PathBuf {
+        let p = self.dir.path().join("upstream-ca.pem");
+        std::fs::write(&p, self.ca.ca_pem()).unwrap();
+        p
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Certificates for the sites graphfront serves, signed by one test CA.
+pub struct SiteCerts {
+    pub ca: TestCa,
+    pub dir: tempfile::TempDir,
+}
+
+impl SiteCerts {
+    pub fn new() -> Self {
+        Self {
+            ca: TestCa::new(),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Write `<stem>.pem` and `<stem>.key` for `names`; returns their paths.
+    pub fn write(&self, stem: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+        write_pair(&self.ca, self.dir.path(), stem, names)
+    }
+
+    pub fn ca_pem(&self) -> String {
+        self.ca.ca_pem()
+    }
+}
+
+pub fn write_pair(ca: &TestCa, dir: &Path, stem: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+    let (cert, key) = ca.issue(names);
+    let c = dir.join(format!("{stem}.pem"));
+    let k = dir.join(format!("{stem}.key"));
+    // Write to temporary names and rename, as an operator's tooling should.
+    std::fs::write(c.with_extension("pem.tmp"), cert).unwrap();
+    std::fs::write(k.with_extension("key.tmp"), key).unwrap();
+    std::fs::rename(c.with_extension("pem.tmp"), &c).unwrap();
+    std::fs::rename(k.with_extension("key.tmp"), &k).unwrap();
+    (c, k)
+}
+
+/// A running graphfront process.
+pub struct Edge {
+    pub https: SocketAddr,
+    pub http: SocketAddr,
+    pub admin: SocketAddr,
+    pub dir: tempfile::TempDir,
+    pub config_path: PathBuf,
+    child: Child,
+    log: PathBuf,
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_graphfront")
+}
+
+impl Edge {
+    /// Start graphfront with `sites` (TOML `[[site]]` tables) and optional extra top-level TOML.
+    pub async fn start(sites: &str, extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let d = dir.path().display();
+        let config = format!(
+            r#"
+[server]
+threads = 1
+state-dir = "{d}/state"
+pid-file = "{d}/graphfront.pid"
+upgrade-socket = "{d}/upgrade.sock"
+grace-period = "0s"
+graceful-shutdown-timeout = "1s"
+dns-ttl = "5s"
+{extra}
+
+[listeners]
+https = ["{https}"]
+http = ["{http}"]
+admin = "{admin}"
+
+{sites}
+"#
+        );
+        let config_path = dir.path().join("graphfront.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = dir.path().join("graphfront.log");
+        let child = Command::new(binary())
+            .args(["run", "-c"])
+            .arg(&config_path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut edge = Self {
+            https,
+            http,
+            admin,
+            dir,
+            config_path,
+            child,
+            log,
+        };
+        edge.wait_ready().await;
+        edge
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let client = reqwest::Client::new();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("graphfront exited with {status}:\n{}", self.log());
+            }
+            let health = client
+                .get(format!("http://{}/healthz", self.admin))
+                .send()
+                .await;
+            let https_up = tokio::net::TcpStream::connect(self.https).await.is_ok();
+            if health.is_ok_and(|r| r.status() == 200) && https_up {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "graphfront not ready in time:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// An HTTPS client that trusts `ca_pem` and resolves every `domains` entry to this edge.
+    pub fn client(&self, ca_pem: &str, domains: &[&str], h1_only: bool) -> reqwest::Client {
+        let mut b = reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(20));
+        for d in domains {
+            b = b.resolve(d, self.https);
+        }
+        if h1_only {
+            b = b.http1_only();
+        }
+        b.build().unwrap()
+    }
+
+    pub fn url(&self, domain: &str, path: &str) -> String {
+        format!("https://{domain}:{}{path}", self.https.port())
+    }
+
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("http://{}/metrics", self.admin))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// The value of one metric series (0 when absent), e.g.
+    /// `graphfront_http_requests_total{operation="query",site="a",status="2xx"}`.
+    pub async fn metric(&self, series: &str) -> f64 {
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `[[site]]` table.
+pub fn site(
+    name: &str,
+    domains: &[&str],
+    upstream: &str,
+    cert: &Path,
+    key: &Path,
+    extra: &str,
+) -> String {
+    let domains: Vec<String> = domains.iter().map(|d| format!("\"{d}\"")).collect();
+    format!(
+        r#"
+[[site]]
+name = "{name}"
+domains = [{}]
+upstream = "{upstream}"
+{extra}
+[site.tls]
+cert = "{}"
+key = "{}"
+"#,
+        domains.join(", "),
+        cert.display(),
+        key.display()
+    )
+}
+
+/// A GraphQL JSON body.
+pub fn gql(query: &str) -> String {
+    serde_json::json!({ "query": query }).to_string()
+}

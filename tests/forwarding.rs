@@ -1,0 +1,357 @@
+//! Forwarding to a real HTTPS GraphQL upstream (the demo API with its own test CA) over h1 and
+//! h2: what the upstream receives, GraphQL over HTTP rules, failures as GraphQL errors, metrics.
+
+mod common;
+
+use common::{free_port, gql, site, Edge, SiteCerts, Upstream};
+use serde_json::Value;
+
+struct Setup {
+    up: Upstream,
+    certs: SiteCerts,
+    edge: Edge,
+}
+
+/// One site `api.test` with `/api/graphql` mapped to the upstream's `/graphql`.
+async fn setup(site_extra: &str) -> Setup {
+    let up = Upstream::start(true).await;
+    let certs = SiteCerts::new();
+    let (c, k) = certs.write("api", &["api.test"]);
+    let extra = format!(
+        "graphql-path = \"/api/graphql\"\nupstream-ca-file = \"{}\"\n{site_extra}",
+        up.ca_file().display()
+    );
+    let sites = site("api", &["api.test"], &up.url("/graphql"), &c, &k, &extra);
+    let edge = Edge::start(&sites, "").await;
+    Setup { up, certs, edge }
+}
+
+impl Setup {
+    fn client(&self, h1_only: bool) -> reqwest::Client {
+        self.edge
+            .client(&self.certs.ca_pem(), &["api.test"], h1_only)
+    }
+    fn url(&self) -> String {
+        self.edge.url("api.test", "/api/graphql")
+    }
+    async fn post(&self, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let r = self
+            .client(true)
+            .post(self.url())
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+fn code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or("")
+}
+
+#[tokio::test]
+async fn forwards_over_h1_and_h2_with_host_path_and_forwarded_headers() {
+    let s = setup("").await;
+    for (h1_only, version) in [
+        (true, reqwest::Version::HTTP_11),
+        (false, reqwest::Version::HTTP_2),
+    ] {
+        s.up.recorder.clear();
+        let body = gql("query Get { getPost(id: \"1\") { id title } }");
+        let r = s
+            .client(h1_only)
+            .post(s.url())
+            .header("content-type", "application/json")
+            .header("x-forwarded-for", "203.0.113.7")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.version(), version);
+        assert_eq!(r.status(), 200);
+        let got: Value = r.json().await.unwrap();
+        assert_eq!(got["data"]["getPost"]["id"], "1", "{got}");
+
+        let seen = s.up.recorder.requests();
+        assert_eq!(seen.len(), 1);
+        let req = &seen[0];
+        assert_eq!(req.method, "POST");
+        assert_eq!(
+            req.uri, "/graphql",
+            "the site path is mapped to the upstream path"
+        );
+        assert_eq!(
+            req.body,
+            body.as_bytes(),
+            "the body reaches the upstream unchanged"
+        );
+        let h = |n: &str| {
+            req.headers
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string()
+        };
+        assert_eq!(h("host"), format!("localhost:{}", s.up.addr.port()));
+        assert_eq!(h("x-forwarded-for"), "203.0.113.7, 127.0.0.1");
+        assert_eq!(h("x-forwarded-proto"), "https");
+        assert_eq!(
+            h("x-forwarded-host"),
+            format!("api.test:{}", s.edge.https.port())
+        );
+    }
+}
+
+#[tokio::test]
+async fn get_queries_pass_and_get_mutations_are_refused() {
+    let s = setup("").await;
+    let client = s.client(true);
+    let r = client
+        .get(s.url())
+        .query(&[("query", "{ getPost(id: \"2\") { id } }")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["data"]["getPost"]["id"], "2");
+    let seen = s.up.recorder.requests();
+    assert_eq!(seen[0].method, "GET");
+    assert!(
+        seen[0].uri.starts_with("/graphql?query="),
+        "{}",
+        seen[0].uri
+    );
+
+    let before = s.up.recorder.count();
+    let r = client
+        .get(s.url())
+        .query(&[("query", "mutation { touchPost(id: \"1\") { id } }")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "POST");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(code(&body), "METHOD_NOT_ALLOWED");
+    assert_eq!(s.up.recorder.count(), before);
+}
+
+#[tokio::test]
+async fn broken_requests_get_400_and_never_reach_the_upstream() {
+    let s = setup("").await;
+    let cases = [
+        ("{\"query\": ", "INVALID_JSON"),
+        ("[{\"query\": \"{ hello }\"}]", "BATCH_NOT_SUPPORTED"),
+        ("{\"variables\": {}}", "INVALID_REQUEST"),
+        ("{\"query\": \"{ hello \"}", "GRAPHQL_PARSE_FAILED"),
+        (
+            "{\"query\": \"query A { hello } query B { hello }\"}",
+            "GRAPHQL_VALIDATION_FAILED",
+        ),
+        (
+            "{\"query\": \"query A { hello }\", \"operationName\": \"B\"}",
+            "OPERATION_NOT_FOUND",
+        ),
+    ];
+    for (body, want) in cases {
+        let (status, got) = s.post(body).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(code(&got), want, "{body}: {got}");
+        assert_eq!(got["errors"][0]["errorType"], "BadRequestException");
+    }
+    assert_eq!(s.up.recorder.count(), 0);
+    let rejected = s
+        .edge
+        .metric("graphfront_http_rejections_total{code=\"GRAPHQL_PARSE_FAILED\",site=\"api\"}")
+        .await;
+    assert_eq!(rejected, 1.0);
+}
+
+/// A valid query padded with whitespace to exactly `len` bytes.
+fn padded(len: usize) -> String {
+    let q = gql("{ hello }");
+    let mut s = q[..q.len() - 1].to_string();
+    s.push_str(&" ".repeat(len - q.len()));
+    s.push('}');
+    assert_eq!(s.len(), len);
+    s
+}
+
+#[tokio::test]
+async fn bodies_over_64kib_are_forwarded_unanalysed_or_refused_by_max_body() {
+    let s = setup("").await;
+    let (status, body) = s.post(padded(64 * 1024)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = s.post(padded(64 * 1024 + 1)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["hello"], "Hello from the graphfront demo API");
+    let seen = s.up.recorder.requests();
+    assert_eq!(seen.last().unwrap().body.len(), 64 * 1024 + 1);
+    let unanalysed = s
+        .edge
+        .metric("graphfront_graphql_unanalysed_total{reason=\"body_size\",site=\"api\"}")
+        .await;
+    assert_eq!(unanalysed, 1.0);
+
+    let limited = setup("max-body = \"64KiB\"").await;
+    let before = limited.up.recorder.count();
+    let (status, body) = limited.post(padded(64 * 1024 + 1)).await;
+    assert_eq!(status, 413);
+    assert_eq!(code(&body), "BODY_TOO_LARGE");
+    assert_eq!(limited.up.recorder.count(), before);
+    let (status, _) = limited.post(padded(64 * 1024)).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn upstream_down_is_502_and_slow_upstream_is_504() {
+    let certs = SiteCerts::new();
+    let (c, k) = certs.write("api", &["down.test", "slow.test"]);
+    let up = Upstream::start(true).await;
+    let ca = format!("upstream-ca-file = \"{}\"\n", up.ca_file().display());
+    let dead = format!("https://localhost:{}/graphql", free_port());
+    let sites = site("down", &["down.test"], &dead, &c, &k, &ca)
+        + &site(
+            "slow",
+            &["slow.test"],
+            &up.url("/graphql"),
+            &c,
+            &k,
+            &format!("{ca}[site.timeouts]\nread = \"300ms\"\n"),
+        );
+    let edge = Edge::start(&sites, "").await;
+    let client = edge.client(&certs.ca_pem(), &["down.test", "slow.test"], true);
+
+    let r = client
+        .post(edge.url("down.test", "/graphql"))
+        .header("content-type", "application/json")
+        .body(gql("{ hello }"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(code(&body), "UPSTREAM_UNAVAILABLE", "{body}");
+
+    let r = client
+        .post(edge.url("slow.test", "/graphql"))
+        .header("content-type", "application/json")
+        .body(gql("{ slow(ms: 5000) }"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 504);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(code(&body), "UPSTREAM_TIMEOUT", "{body}");
+
+    assert_eq!(
+        edge.metric("graphfront_upstream_errors_total{kind=\"connect\",site=\"down\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        edge.metric("graphfront_upstream_errors_total{kind=\"timeout\",site=\"slow\"}")
+            .await,
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_with_an_untrusted_certificate_is_refused() {
+    // No upstream-ca-file: the upstream's test CA is not trusted, so TLS verification fails.
+    let up = Upstream::start(true).await;
+    let certs = SiteCerts::new();
+    let (c, k) = certs.write("api", &["api.test"]);
+    let edge = Edge::start(
+        &site("api", &["api.test"], &up.url("/graphql"), &c, &k, ""),
+        "",
+    )
+    .await;
+    let client = edge.client(&certs.ca_pem(), &["api.test"], true);
+    let r = client
+        .post(edge.url("api.test", "/graphql"))
+        .header("content-type", "application/json")
+        .body(gql("{ hello }"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(code(&body), "UPSTREAM_TLS_FAILED", "{body}");
+    assert_eq!(up.recorder.count(), 0);
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_site_operation_and_status() {
+    let s = setup("").await;
+    let q = "graphfront_http_requests_total{operation=\"query\",site=\"api\",status=\"2xx\"}";
+    let m = "graphfront_http_requests_total{operation=\"mutation\",site=\"api\",status=\"2xx\"}";
+    assert_eq!(s.edge.metric(q).await, 0.0);
+    for _ in 0..3 {
+        assert_eq!(s.post(gql("{ hello }")).await.0, 200);
+    }
+    assert_eq!(
+        s.post(gql("mutation { touchPost(id: \"1\") { id } }"))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(s.edge.metric(q).await, 3.0);
+    assert_eq!(s.edge.metric(m).await, 1.0);
+    let text = s.edge.metrics().await;
+    for name in [
+        "graphfront_http_request_duration_seconds_bucket",
+        "graphfront_upstream_response_duration_seconds_bucket",
+        "graphfront_http_response_body_bytes_total",
+        "graphfront_tls_handshakes_total",
+        "graphfront_tls_connections_open",
+        "graphfront_tls_certificate_expiry_timestamp_seconds{site=\"api\"}",
+    ] {
+        assert!(text.contains(name), "{name} missing from /metrics");
+    }
+    // The access log carries the classification, never the query text.
+    let log = s.edge.log();
+    assert!(
+        log.contains("operation=\"mutation\"") || log.contains("operation=mutation"),
+        "{log}"
+    );
+    assert!(!log.contains("touchPost"), "query text leaked into the log");
+}
+
+#[tokio::test]
+async fn plain_http_redirects_to_https_and_unknown_paths_are_404() {
+    let s = setup("").await;
+    let r = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .get(format!("http://{}/api/graphql?query=x", s.edge.http))
+        .header("host", "api.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 308);
+    assert_eq!(
+        r.headers()["location"],
+        format!(
+            "https://api.test:{}/api/graphql?query=x",
+            s.edge.https.port()
+        )
+        .as_str()
+    );
+    let r = s
+        .client(true)
+        .get(s.edge.url("api.test", "/elsewhere"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(code(&body), "NOT_FOUND");
+}

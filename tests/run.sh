@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite, with its set-up, on a fresh Debian machine (what CI runs):
+#   bash tests/run.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System packages the build and the tests need (cmake: zlib-ng, built by pingora's deps).
+need=()
+command -v cmake >/dev/null || need+=(cmake)
+command -v openssl >/dev/null || need+=(openssl)
+if ((${#need[@]})); then
+  [ "$(id -u)" = 0 ] || { echo "install as root: ${need[*]}" >&2; exit 1; }
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+cargo fmt --all -- --check
+cargo clippy --all-targets --locked -- -D warnings
+if command -v cargo-nextest >/dev/null; then
+  cargo nextest run --locked --no-fail-fast
+else
+  cargo test --locked --no-fail-fast
+fi
+# The benches must keep compiling and running (a quick pass, no figures asserted).
+cargo bench --locked --bench graphql -- --test

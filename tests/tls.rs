@@ -1,0 +1,193 @@
+//! Certificates by SNI: several domains and a wildcard, runtime replacement without restart,
+//! unknown SNI refused (or the fallback site's certificate), Host/SNI mismatch → 421.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{gql, site, Edge, SiteCerts, Upstream};
+use graphfront::demo::TestCa;
+
+async fn two_sites(extra: &str) -> (Upstream, SiteCerts, Edge) {
+    let up = Upstream::start(true).await;
+    let certs = SiteCerts::new();
+    let (ac, ak) = certs.write("a", &["a.test"]);
+    let (bc, bk) = certs.write("b", &["*.b.test"]);
+    let ca = format!("upstream-ca-file = \"{}\"\n", up.ca_file().display());
+    let sites = site("a", &["a.test"], &up.url("/graphql"), &ac, &ak, &ca)
+        + &site("b", &["*.b.test"], &up.url("/graphql"), &bc, &bk, &ca);
+    let edge = Edge::start(&sites, extra).await;
+    (up, certs, edge)
+}
+
+async fn hello(client: &reqwest::Client, url: &str) -> reqwest::Result<reqwest::Response> {
+    client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(gql("{ hello }"))
+        .send()
+        .await
+}
+
+#[tokio::test]
+async fn each_domain_gets_its_own_certificate_and_unknown_sni_is_refused() {
+    let (_up, certs, edge) = two_sites("[tls]\nreload-interval = \"0s\"").await;
+    let client = edge.client(
+        &certs.ca_pem(),
+        &["a.test", "shop.b.test", "c.test", "b.test"],
+        false,
+    );
+
+    // The client verifies the certificate against the name it asked for: a success means the
+    // store chose the certificate of that domain (exact, then wildcard).
+    for domain in ["a.test", "shop.b.test"] {
+        let r = hello(&client, &edge.url(domain, "/graphql")).await.unwrap();
+        assert_eq!(r.status(), 200, "{domain}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(
+            body["data"]["hello"], "Hello from the graphfront demo API",
+            "{domain}"
+        );
+    }
+    // Unknown names (and the wildcard's parent) get no certificate at all: the handshake fails.
+    for domain in ["c.test", "b.test"] {
+        let e = hello(&client, &edge.url(domain, "/graphql"))
+            .await
+            .unwrap_err();
+        assert!(e.is_connect(), "{domain}: {e:?}");
+    }
+    assert!(
+        edge.metric("graphfront_tls_handshake_failures_total{reason=\"unknown_sni\"}")
+            .await
+            >= 2.0
+    );
+}
+
+#[tokio::test]
+async fn host_of_another_site_on_this_connection_is_misdirected() {
+    let (up, certs, edge) = two_sites("").await;
+    let client = edge.client(&certs.ca_pem(), &["a.test"], true);
+    let before = up.recorder.count();
+    let r = client
+        .post(edge.url("a.test", "/graphql"))
+        .header("host", "shop.b.test")
+        .header("content-type", "application/json")
+        .body(gql("{ hello }"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 421);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "MISDIRECTED_REQUEST"
+    );
+    assert_eq!(up.recorder.count(), before, "nothing reached the upstream");
+}
+
+/// Poll until a fresh connection trusting only `ca` succeeds for `domain`.
+async fn wait_until_served_by(edge: &Edge, ca: &TestCa, domain: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let client = edge.client(&ca.ca_pem(), &[domain], true);
+        if let Ok(r) = hello(&client, &edge.url(domain, "/graphql")).await {
+            assert_eq!(r.status(), 200);
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "new certificate not served:\n{}",
+            edge.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_changed_certificate_file_is_served_without_restart() {
+    let (_up, certs, edge) = two_sites("[tls]\nreload-interval = \"100ms\"").await;
+    let old_client = edge.client(&certs.ca_pem(), &["a.test"], true);
+    assert_eq!(
+        hello(&old_client, &edge.url("a.test", "/graphql"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    let new_ca = TestCa::new();
+    common::write_pair(&new_ca, certs.dir.path(), "a", &["a.test"]);
+    wait_until_served_by(&edge, &new_ca, "a.test").await;
+
+    // A client that trusts only the old CA now fails its handshake on a new connection.
+    let fresh_old = edge.client(&certs.ca_pem(), &["a.test"], true);
+    assert!(hello(&fresh_old, &edge.url("a.test", "/graphql"))
+        .await
+        .is_err());
+    // The other site is untouched.
+    let b = edge.client(&certs.ca_pem(), &["x.b.test"], true);
+    assert_eq!(
+        hello(&b, &edge.url("x.b.test", "/graphql"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn the_admin_api_reloads_certificates_and_a_bad_pair_keeps_the_old_one() {
+    let (_up, certs, edge) = two_sites("[tls]\nreload-interval = \"0s\"").await;
+    let admin = reqwest::Client::new();
+    let reload = format!("http://{}/admin/certificates/reload", edge.admin);
+
+    // A key that does not belong to the certificate is refused; the old pair keeps serving.
+    let other = TestCa::new();
+    let (_, wrong_key) = other.issue(&["a.test"]);
+    std::fs::write(certs.dir.path().join("a.key"), wrong_key).unwrap();
+    let r = admin.post(&reload).send().await.unwrap();
+    assert_eq!(r.status(), 500);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(
+        body["errors"][0].as_str().unwrap().contains("site a"),
+        "{body}"
+    );
+    let client = edge.client(&certs.ca_pem(), &["a.test"], true);
+    assert_eq!(
+        hello(&client, &edge.url("a.test", "/graphql"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+
+    // A good new pair is swapped in by the API call at once.
+    let new_ca = TestCa::new();
+    common::write_pair(&new_ca, certs.dir.path(), "a", &["a.test"]);
+    let r = admin.post(&reload).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let client = edge.client(&new_ca.ca_pem(), &["a.test"], true);
+    assert_eq!(
+        hello(&client, &edge.url("a.test", "/graphql"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_fallback_site_answers_unknown_sni() {
+    let (_up, certs, edge) = two_sites("[tls]\nfallback-site = \"a\"").await;
+    // A client that asks for c.test gets a.test's certificate: it fails name verification,
+    // which proves a certificate was served rather than the handshake refused.
+    let client = edge.client(&certs.ca_pem(), &["c.test"], true);
+    let e = hello(&client, &edge.url("c.test", "/graphql"))
+        .await
+        .unwrap_err();
+    let chain = format!("{e:?}");
+    assert!(
+        chain.contains("NotValidForName") || chain.contains("not valid for"),
+        "{chain}"
+    );
+}
