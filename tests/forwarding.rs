@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{free_port, gql, site, Edge, SiteCerts, Upstream};
+use common::{gql, site, Edge, SiteCerts, Upstream};
 use serde_json::Value;
 
 struct Setup {
@@ -215,7 +215,8 @@ async fn upstream_down_is_502_and_slow_upstream_is_504() {
     let (c, k) = certs.write("api", &["down.test", "slow.test"]);
     let up = Upstream::start(true).await;
     let ca = format!("upstream-ca-file = \"{}\"\n", up.ca_file().display());
-    let dead = format!("https://localhost:{}/graphql", free_port());
+    let (_reserved, dead_port) = common::refused_port();
+    let dead = format!("https://127.0.0.1:{dead_port}/graphql");
     let sites = site("down", &["down.test"], &dead, &c, &k, &ca)
         + &site(
             "slow",

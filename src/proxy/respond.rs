@@ -64,14 +64,33 @@ impl EdgeError {
         for (k, v) in &self.headers {
             h.insert_header(*k, v.as_str())?;
         }
-        if !session.is_body_done() {
-            // The unread request body would be taken for the next request.
+        if !session.is_body_done() && !drain_body(session).await {
+            // The unread rest would be taken for the next request: close after answering.
             session.set_keepalive(None);
         }
         session.write_response_header(Box::new(h), false).await?;
         session.write_response_body(Some(body), true).await?;
         Ok(())
     }
+}
+
+/// Read and drop what is left of the request body (bounded), so the client, still sending,
+/// reads our answer instead of a connection reset. Returns whether the body was finished.
+async fn drain_body(session: &mut Session) -> bool {
+    const LIMIT: usize = 1024 * 1024;
+    const TIME: std::time::Duration = std::time::Duration::from_secs(2);
+    let drain = async {
+        let mut read = 0;
+        while read <= LIMIT {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => read += chunk.len(),
+                Ok(None) => return true,
+                Err(_) => return false,
+            }
+        }
+        false
+    };
+    tokio::time::timeout(TIME, drain).await.unwrap_or(false)
 }
 
 #[cfg(test)]

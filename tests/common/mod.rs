@@ -10,13 +10,24 @@ use std::time::{Duration, Instant};
 
 use graphfront::demo::{self, Recorder, TestCa};
 
-/// A free loopback port: bind port 0, read it, release it.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A loopback address reserved for graphfront: a socket bound to port 0 with SO_REUSEADDR and
+/// never listening. graphfront (which binds with SO_REUSEADDR) can listen on the same port,
+/// while no other test can be handed it as long as the socket lives.
+pub fn reserve_addr() -> (tokio::net::TcpSocket, SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_reuseaddr(true).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    (socket, addr)
+}
+
+/// A loopback port that refuses connections and that no one else can take while the returned
+/// socket lives (bound, never listening).
+pub fn refused_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = socket.local_addr().unwrap().port();
+    (socket, port)
 }
 
 /// The demo GraphQL API as an upstream, over HTTPS (certificate for `localhost` from its own CA)
@@ -119,6 +130,7 @@ pub struct Edge {
     pub config_path: PathBuf,
     child: Child,
     log: PathBuf,
+    _reserved: Vec<tokio::net::TcpSocket>,
 }
 
 pub fn binary() -> &'static str {
@@ -129,9 +141,9 @@ impl Edge {
     /// Start graphfront with `sites` (TOML `[[site]]` tables) and optional extra top-level TOML.
     pub async fn start(sites: &str, extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let (r1, https) = reserve_addr();
+        let (r2, http) = reserve_addr();
+        let (r3, admin) = reserve_addr();
         let d = dir.path().display();
         let config = format!(
             r#"
@@ -172,6 +184,7 @@ admin = "{admin}"
             config_path,
             child,
             log,
+            _reserved: vec![r1, r2, r3],
         };
         edge.wait_ready().await;
         edge
