@@ -98,6 +98,35 @@ pub struct Endpoint {
     pub port: u16,
     /// Path and query, e.g. `/graphql`.
     pub path: String,
+    /// The `Host` header the upstream expects (`host` or `host:port` off the default port).
+    pub host_header: String,
+    /// `path` as a request URI, prepared once.
+    pub path_uri: http::Uri,
+}
+
+impl Endpoint {
+    fn new(url: String, tls: bool, host: String, port: u16, path: String) -> Result<Self, String> {
+        let default_port = if tls { 443 } else { 80 };
+        let host_header = if port == default_port {
+            host.clone()
+        } else if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        let path_uri = path
+            .parse()
+            .map_err(|e| format!("`{path}` is not a valid request path: {e}"))?;
+        Ok(Self {
+            url,
+            tls,
+            host,
+            port,
+            path,
+            host_header,
+            path_uri,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -307,9 +336,11 @@ impl Validator<'_> {
         let upstream = self.endpoint(at.key("upstream"), &s.upstream, &["https", "http"]);
         let realtime = match &s.realtime_upstream {
             Some(url) => self.endpoint(at.key("realtime-upstream"), url, &["wss", "ws"]),
-            None => upstream
-                .as_ref()
-                .map(|u| default_realtime(u, &s.realtime_path)),
+            None => upstream.as_ref().and_then(|u| {
+                default_realtime(u, &s.realtime_path)
+                    .map_err(|why| self.problem(at.key("realtime-path"), why))
+                    .ok()
+            }),
         };
         for (key, p) in [
             ("graphql-path", &s.graphql_path),
@@ -427,13 +458,13 @@ pub fn parse_endpoint(raw: &str, schemes: &[&str]) -> Result<Endpoint, String> {
         path.push('?');
         path.push_str(q);
     }
-    Ok(Endpoint {
-        url: raw.to_string(),
-        tls: matches!(url.scheme(), "https" | "wss"),
+    Endpoint::new(
+        raw.to_string(),
+        matches!(url.scheme(), "https" | "wss"),
         host,
         port,
         path,
-    })
+    )
 }
 
 /// A URL as it may be shown in an error: without `user:password@`.
@@ -446,28 +477,21 @@ fn redact_userinfo(raw: &str) -> String {
 
 /// AppSync serves subscriptions on a sibling host: `<id>.appsync-api.<region>.amazonaws.com` →
 /// `<id>.appsync-realtime-api.<region>.amazonaws.com`. Other upstreams: same origin, `realtime_path`.
-fn default_realtime(up: &Endpoint, realtime_path: &str) -> Endpoint {
+fn default_realtime(up: &Endpoint, realtime_path: &str) -> Result<Endpoint, String> {
     let appsync = up.host.split_once(".appsync-api.").filter(|(_, rest)| {
         rest.ends_with(".amazonaws.com") || rest.ends_with(".amazonaws.com.cn")
     });
     match appsync {
         Some((id, rest)) => {
             let host = format!("{id}.appsync-realtime-api.{rest}");
-            Endpoint {
-                url: format!("wss://{host}/graphql"),
-                tls: true,
-                host,
-                port: 443,
-                path: "/graphql".into(),
-            }
+            let url = format!("wss://{host}/graphql");
+            Endpoint::new(url, true, host, 443, "/graphql".into())
         }
         None => {
             let scheme = if up.tls { "wss" } else { "ws" };
-            Endpoint {
-                url: format!("{scheme}://{}:{}{realtime_path}", up.host, up.port),
-                path: realtime_path.to_string(),
-                ..up.clone()
-            }
+            let url = format!("{scheme}://{}:{}{realtime_path}", up.host, up.port);
+            let (host, port) = (up.host.clone(), up.port);
+            Endpoint::new(url, up.tls, host, port, realtime_path.to_string())
         }
     }
 }

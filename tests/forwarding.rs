@@ -356,3 +356,13 @@ async fn plain_http_redirects_to_https_and_unknown_paths_are_404() {
     let body: Value = r.json().await.unwrap();
     assert_eq!(code(&body), "NOT_FOUND");
 }
+
+#[tokio::test]
+async fn upstream_h2_is_negotiated_when_configured() {
+    let s = setup("upstream-h2 = true").await;
+    assert_eq!(s.post(gql("{ hello }")).await.0, 200);
+    assert_eq!(s.up.recorder.requests()[0].version, http::Version::HTTP_2);
+    let h1 = setup("").await;
+    assert_eq!(h1.post(gql("{ hello }")).await.0, 200);
+    assert_eq!(h1.up.recorder.requests()[0].version, http::Version::HTTP_11);
+}

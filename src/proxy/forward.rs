@@ -18,31 +18,29 @@ pub fn rewrite(
             .and_then(|h| h.to_str().ok())
             .map(str::to_string)
     });
-    let path = match req.uri.query() {
+    let uri = match req.uri.query() {
         Some(q) if !q.is_empty() => {
             let sep = if endpoint.path.contains('?') {
                 '&'
             } else {
                 '?'
             };
-            format!("{}{sep}{q}", endpoint.path)
+            let path = format!("{}{sep}{q}", endpoint.path);
+            http::Uri::builder()
+                .path_and_query(path)
+                .build()
+                .map_err(|e| {
+                    pingora::Error::because(
+                        pingora::ErrorType::InvalidHTTPHeader,
+                        "upstream path",
+                        e,
+                    )
+                })?
         }
-        _ => endpoint.path.clone(),
+        _ => endpoint.path_uri.clone(),
     };
-    let uri = http::Uri::builder()
-        .path_and_query(path)
-        .build()
-        .map_err(|e| {
-            pingora::Error::because(pingora::ErrorType::InvalidHTTPHeader, "upstream path", e)
-        })?;
     req.set_uri(uri);
-    let default_port = if endpoint.tls { 443 } else { 80 };
-    let host = if endpoint.port == default_port {
-        endpoint.host.clone()
-    } else {
-        format!("{}:{}", endpoint.host, endpoint.port)
-    };
-    req.insert_header(http::header::HOST, host)?;
+    req.insert_header(http::header::HOST, endpoint.host_header.as_str())?;
 
     if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
         let ip = client.ip().to_string();
