@@ -46,9 +46,10 @@ pub fn init(format: Format) -> WorkerGuard {
     };
     // Only the listener's warnings and errors reach `ListenerEvents`, so the log bridge can drop
     // pingora's debug records at the macro (they were ~2% of a proxied request's CPU).
-    let listener = ListenerEvents.with_filter(tracing_subscriber::filter::filter_fn(|m| {
-        m.target() == LISTENER_TARGET && *m.level() <= tracing::Level::WARN
-    }));
+    let listener = ListenerEvents.with_filter(
+        tracing_subscriber::filter::Targets::new()
+            .with_target(LISTENER_TARGET, tracing::Level::WARN),
+    );
     let _ = tracing_subscriber::registry()
         .with(output)
         .with(listener)

@@ -253,6 +253,11 @@ impl ProxyHttp for Edge {
                     .inc();
             }
             EdgeError::new(kind.status(), kind.code(), upstream_message(kind))
+        } else if is_client_abort(e) {
+            return FailToProxy {
+                error_code: 0,
+                can_reuse_downstream: false,
+            };
         } else {
             match e.etype() {
                 ErrorType::HTTPStatus(s) if *s < 500 => {
@@ -283,10 +288,20 @@ impl ProxyHttp for Edge {
         access::record(session, e, ctx, self.access_log);
     }
 
-    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, _e: &Error) -> bool {
-        // Upstream failures are counted and logged once by the access log; client aborts are routine.
-        ctx.failure.is_some() || ctx.rejected.is_some()
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, e: &Error) -> bool {
+        // Upstream failures are counted and logged once by the access log; client aborts are
+        // routine at the edge.
+        ctx.failure.is_some() || ctx.rejected.is_some() || is_client_abort(e)
     }
+}
+
+/// The client went away mid-request: nothing to answer, nothing to log as an error.
+fn is_client_abort(e: &Error) -> bool {
+    e.esource() == &pingora::ErrorSource::Downstream
+        && matches!(
+            e.etype(),
+            ErrorType::ReadError | ErrorType::WriteError | ErrorType::ConnectionClosed
+        )
 }
 
 fn upstream_message(kind: FailureKind) -> &'static str {
