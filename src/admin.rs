@@ -8,6 +8,7 @@ use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
+use crate::cache::ResponseCache;
 use crate::config::Config;
 use crate::metrics;
 use crate::tls::CertStore;
@@ -15,6 +16,7 @@ use crate::tls::CertStore;
 pub struct AdminApp {
     pub config: Arc<Config>,
     pub certs: Arc<CertStore>,
+    pub cache: Arc<ResponseCache>,
 }
 
 fn respond(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -68,7 +70,10 @@ impl ServeHttp for AdminApp {
         let method = session.req_header().method.clone();
         let path = session.req_header().uri.path().to_string();
         match (method.as_str(), path.as_str()) {
-            ("GET", "/metrics") => respond(200, "text/plain; version=0.0.4", metrics::render()),
+            ("GET", "/metrics") => {
+                self.cache.publish_gauges();
+                respond(200, "text/plain; version=0.0.4", metrics::render())
+            }
             ("GET", "/healthz") => respond(200, "text/plain", b"ok\n".to_vec()),
             ("GET", "/readyz") => self.readiness(),
             ("POST", "/admin/certificates/reload") => self.reload_certificates(),

@@ -1,6 +1,7 @@
 //! Configuration: the TOML file (`config/file.rs`) validated into the runtime types the rest of
 //! graphfront uses. Every error names the key path and the line; no error echoes a secret.
 
+pub mod cache;
 mod file;
 mod locate;
 
@@ -69,6 +70,8 @@ pub struct Config {
     pub cert_reload_interval: Duration,
     /// Index into `sites` of the site whose certificate answers unknown SNI.
     pub fallback_site: Option<usize>,
+    /// Memory for the query cache, in bytes.
+    pub cache_max_size: u64,
     pub sites: Vec<Arc<Site>>,
 }
 
@@ -87,6 +90,7 @@ pub struct Site {
     pub upstream_ca_file: Option<PathBuf>,
     pub upstream_h2: bool,
     pub timeouts: Timeouts,
+    pub cache: cache::CachePolicy,
 }
 
 /// An upstream URL taken apart.
@@ -285,6 +289,7 @@ impl Validator<'_> {
             h2: f.listeners.h2,
             cert_reload_interval: f.tls.reload_interval,
             fallback_site,
+            cache_max_size: f.cache.max_size.as_u64(),
             sites,
         }
     }
@@ -385,6 +390,7 @@ impl Validator<'_> {
                 self.problem(at.key("timeouts").key(key), "must be more than 0s");
             }
         }
+        let cache = self.cache_policy(at.key("cache"), &s.cache);
         if self.problems.len() > before {
             return None;
         }
@@ -401,6 +407,7 @@ impl Validator<'_> {
             upstream_ca_file,
             upstream_h2: s.upstream_h2,
             timeouts: (&s.timeouts).into(),
+            cache,
         })
     }
 

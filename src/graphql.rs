@@ -146,12 +146,61 @@ pub fn is_introspection_only(op: &Operation) -> bool {
 
 /// Parse `query` and select the operation: the only one, or the one named `operation_name`.
 pub fn analyze(query: &str, operation_name: Option<&str>) -> Result<Operation, GraphqlError> {
+    let doc = parse(query)?;
+    Ok(classify(&doc, operation_name)?.0)
+}
+
+/// [`analyze`], plus the selected operation and the fragments it uses (transitively) printed
+/// in canonical form: whitespace, comments, other operations and unused fragments removed,
+/// fragments in name order. Two requests for the same operation normalize to the same text.
+pub fn analyze_normalized(
+    query: &str,
+    operation_name: Option<&str>,
+) -> Result<(Operation, String), GraphqlError> {
+    let doc = parse(query)?;
+    let (op, def) = classify(&doc, operation_name)?;
+    let fragments = fragments_of(&doc);
+    let mut used = std::collections::BTreeSet::new();
+    let top = match def {
+        OperationDefinition::SelectionSet(s) => s,
+        OperationDefinition::Query(q) => &q.selection_set,
+        OperationDefinition::Mutation(m) => &m.selection_set,
+        OperationDefinition::Subscription(s) => &s.selection_set,
+    };
+    collect_spreads(top, &fragments, &mut used);
+    let mut text = def.to_string();
+    for name in used {
+        if let Some(f) = fragments.iter().find(|f| f.name == name) {
+            text.push_str(&f.to_string());
+        }
+    }
+    Ok((op, text))
+}
+
+fn parse(query: &str) -> Result<Document<'_, &str>, GraphqlError> {
     // graphql-parser recurses, and stops at its recursion limit (50) with a syntax error: deep
     // documents cannot exhaust the stack.
-    let doc: Document<'_, &str> =
-        graphql_parser::parse_query(query).map_err(|e| GraphqlError::Syntax(syntax_message(e)))?;
-    let op = select(&doc, operation_name)?;
-    let (kind, name, selection) = match op {
+    graphql_parser::parse_query(query).map_err(|e| GraphqlError::Syntax(syntax_message(e)))
+}
+
+fn fragments_of<'d, 'a>(
+    doc: &'d Document<'a, &'a str>,
+) -> Vec<&'d FragmentDefinition<'a, &'a str>> {
+    doc.definitions
+        .iter()
+        .filter_map(|d| match d {
+            Definition::Fragment(f) => Some(f),
+            Definition::Operation(_) => None,
+        })
+        .collect()
+}
+
+fn classify<'d, 'a>(
+    doc: &'d Document<'a, &'a str>,
+    operation_name: Option<&str>,
+) -> Result<(Operation, &'d OperationDefinition<'a, &'a str>), GraphqlError> {
+    let def = select(doc, operation_name)?;
+    let (kind, name, selection) = match def {
         OperationDefinition::SelectionSet(s) => (OperationKind::Query, None, s),
         OperationDefinition::Query(q) => (OperationKind::Query, q.name, &q.selection_set),
         OperationDefinition::Mutation(m) => (OperationKind::Mutation, m.name, &m.selection_set),
@@ -159,14 +208,7 @@ pub fn analyze(query: &str, operation_name: Option<&str>) -> Result<Operation, G
             (OperationKind::Subscription, s.name, &s.selection_set)
         }
     };
-    let fragments: Vec<&FragmentDefinition<'_, &str>> = doc
-        .definitions
-        .iter()
-        .filter_map(|d| match d {
-            Definition::Fragment(f) => Some(f),
-            Definition::Operation(_) => None,
-        })
-        .collect();
+    let fragments = fragments_of(doc);
     let mut root_fields = Vec::new();
     let mut seen_fields = HashSet::new();
     let mut seen_fragments = HashSet::new();
@@ -177,11 +219,33 @@ pub fn analyze(query: &str, operation_name: Option<&str>) -> Result<Operation, G
         &mut seen_fields,
         &mut root_fields,
     );
-    Ok(Operation {
+    let op = Operation {
         kind,
         name: name.map(str::to_string),
         root_fields,
-    })
+    };
+    Ok((op, def))
+}
+
+/// Names of the fragments a selection set spreads, at any depth, following fragments.
+fn collect_spreads<'a>(
+    set: &SelectionSet<'a, &'a str>,
+    fragments: &[&FragmentDefinition<'a, &'a str>],
+    used: &mut std::collections::BTreeSet<&'a str>,
+) {
+    for item in &set.items {
+        match item {
+            Selection::Field(f) => collect_spreads(&f.selection_set, fragments, used),
+            Selection::InlineFragment(i) => collect_spreads(&i.selection_set, fragments, used),
+            Selection::FragmentSpread(s) => {
+                if used.insert(s.fragment_name) {
+                    if let Some(f) = fragments.iter().find(|f| f.name == s.fragment_name) {
+                        collect_spreads(&f.selection_set, fragments, used);
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn syntax_message(e: graphql_parser::query::ParseError) -> String {

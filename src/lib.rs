@@ -2,6 +2,7 @@
 //! GraphQL-aware forwarding, metrics. Modules in request order.
 
 pub mod admin;
+pub mod cache;
 pub mod config;
 pub mod demo;
 pub mod graphql;

@@ -28,6 +28,13 @@ pub struct Metrics {
     pub upstream_errors: IntCounterVec,
     pub rejections: IntCounterVec,
     pub unanalysed: IntCounterVec,
+    pub cache_requests: IntCounterVec,
+    pub cache_passes: IntCounterVec,
+    pub cache_entries: IntGauge,
+    pub cache_bytes: IntGauge,
+    pub cache_evictions: IntCounter,
+    pub cache_coalesced: IntCounter,
+    pub cache_refreshes: IntCounterVec,
 }
 
 static METRICS: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(Metrics::register);
@@ -109,6 +116,37 @@ impl Metrics {
                     "graphfront_graphql_unanalysed_total",
                     "Requests forwarded without GraphQL analysis, by site and reason (body_size).",
                     &["site", "reason"]
+                )?,
+                cache_requests: register_int_counter_vec!(
+                    "graphfront_cache_requests_total",
+                    "Requests by cache outcome (hit, stale, miss, pass), by site.",
+                    &["site", "status"]
+                )?,
+                cache_passes: register_int_counter_vec!(
+                    "graphfront_cache_passes_total",
+                    "Responses not served from or stored in the cache, by site and reason (mutation, no-rule, errors, private, body-size, ...).",
+                    &["site", "reason"]
+                )?,
+                cache_entries: register_int_gauge!(
+                    "graphfront_cache_entries",
+                    "Responses held in the cache."
+                )?,
+                cache_bytes: register_int_gauge!(
+                    "graphfront_cache_size_bytes",
+                    "Memory the cached responses account for (keys, headers, bodies)."
+                )?,
+                cache_evictions: register_int_counter!(
+                    "graphfront_cache_evictions_total",
+                    "Responses evicted to stay within the cache's size."
+                )?,
+                cache_coalesced: register_int_counter!(
+                    "graphfront_cache_coalesced_waits_total",
+                    "Misses that waited for a concurrent request for the same key instead of going upstream."
+                )?,
+                cache_refreshes: register_int_counter_vec!(
+                    "graphfront_cache_refreshes_total",
+                    "Background refreshes of stale entries, by site and result (stored, refused, failed).",
+                    &["site", "result"]
                 )?,
             })
         };

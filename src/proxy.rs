@@ -11,6 +11,7 @@
 
 mod access;
 mod analyse;
+mod caching;
 mod forward;
 pub mod respond;
 mod site;
@@ -24,21 +25,23 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType};
 
+use crate::cache::ResponseCache;
 use crate::config::Config;
 use crate::graphql::OperationKind;
 use crate::metrics;
 use crate::routing::{host_of, SiteTable};
 use crate::tls::TlsInfo;
 use crate::upstream::FailureKind;
-pub use analyse::Analysis;
+use analyse::Raw;
 use respond::EdgeError;
 pub use site::SiteRuntime;
 
-/// The proxy: the sites and the table that routes names to them.
+/// The proxy: the sites, the table that routes names to them, and the response cache.
 pub struct Edge {
     sites: Vec<Arc<SiteRuntime>>,
     table: SiteTable,
     access_log: bool,
+    cache: Arc<ResponseCache>,
 }
 
 /// Per-request state shared by the phases.
@@ -51,20 +54,32 @@ pub struct RequestCtx {
     upstream_sent: Option<Instant>,
     failure: Option<FailureKind>,
     rejected: Option<&'static str>,
+    cache: Option<caching::CacheState>,
+    cache_status: Option<caching::Status>,
+    /// Whether the collected response was stored, or why not.
+    stored: Option<Result<(), &'static str>>,
 }
 
 impl Edge {
-    pub fn new(config: &Config) -> Result<Self, crate::upstream::UpstreamError> {
+    pub fn new(
+        config: &Config,
+        cache: Arc<ResponseCache>,
+    ) -> Result<Self, crate::upstream::UpstreamError> {
+        let global_ca = match &config.upstream_ca_file {
+            Some(p) => crate::upstream::read_ca_file(p)?,
+            None => Vec::new(),
+        };
         let sites = config
             .sites
             .iter()
             .enumerate()
-            .map(|(i, s)| SiteRuntime::new(i, s.clone(), config.dns_ttl).map(Arc::new))
+            .map(|(i, s)| SiteRuntime::new(i, s.clone(), config.dns_ttl, &global_ca).map(Arc::new))
             .collect::<Result<_, _>>()?;
         Ok(Self {
             sites,
             table: SiteTable::new(config.sites.iter().map(|s| s.as_ref())),
             access_log: config.access_log,
+            cache,
         })
     }
 
@@ -99,6 +114,17 @@ impl Edge {
         }
     }
 
+    fn count_upstream_failure(&self, ctx: &mut RequestCtx, e: &Error) {
+        let kind = ctx.failure.unwrap_or_else(|| FailureKind::of(e));
+        ctx.failure = Some(kind);
+        if let Some(site) = &ctx.site {
+            metrics::get()
+                .upstream_errors
+                .with_label_values(&[&site.config.name, kind.label()])
+                .inc();
+        }
+    }
+
     async fn reject(
         &self,
         session: &mut Session,
@@ -130,6 +156,9 @@ impl ProxyHttp for Edge {
             upstream_sent: None,
             failure: None,
             rejected: None,
+            cache: None,
+            cache_status: None,
+            stored: None,
         }
     }
 
@@ -162,11 +191,11 @@ impl ProxyHttp for Edge {
             return self.reject(session, ctx, e).await;
         }
         let method = session.req_header().method.clone();
-        let analysis = match method {
-            http::Method::POST => analyse::post(session, &site.config).await,
+        let raw = match method {
+            http::Method::POST => analyse::read_post(session, &site.config).await,
             // WebSocket on the GraphQL path (graphql-ws clients): forwarded as is.
             http::Method::GET if session.is_upgrade_req() => return Ok(false),
-            http::Method::GET => analyse::get(session),
+            http::Method::GET => Ok(analyse::read_get(session)),
             // CORS preflights are the upstream's to answer for now.
             http::Method::OPTIONS => return Ok(false),
             _ => Err(EdgeError::new(
@@ -176,15 +205,29 @@ impl ProxyHttp for Edge {
             )
             .with_header("allow", "GET, POST, OPTIONS")),
         };
-        match analysis {
-            Ok(Analysis::Operation(op)) => ctx.operation = Some(op.kind),
-            Ok(Analysis::Unanalysed) => {
+        let (bytes, is_get) = match raw {
+            Ok(Raw::Body(b)) => (b, false),
+            Ok(Raw::Query(q)) => (q, true),
+            Ok(Raw::Unanalysed) => {
                 ctx.unanalysed = true;
                 site.unanalysed.inc();
+                return Ok(false);
             }
             Err(e) => return self.reject(session, ctx, e).await,
-        }
-        Ok(false)
+        };
+        let plan = analyse::plan(&self.cache, &site, session, &bytes, is_get).and_then(|p| {
+            if is_get {
+                analyse::check_get(&p).map(|()| p)
+            } else {
+                Ok(p)
+            }
+        });
+        let plan = match plan {
+            Ok(p) => p,
+            Err(e) => return self.reject(session, ctx, e).await,
+        };
+        ctx.operation = Some(plan.kind);
+        caching::lookup(&self.cache, &site, session, ctx, &plan, bytes).await
     }
 
     async fn upstream_peer(
@@ -220,6 +263,7 @@ impl ProxyHttp for Edge {
             site.upstream.endpoint()
         };
         forward::rewrite(session, upstream_request, endpoint)?;
+        caching::upstream_request(ctx, upstream_request);
         ctx.upstream_sent = Some(Instant::now());
         Ok(())
     }
@@ -227,13 +271,33 @@ impl ProxyHttp for Edge {
     async fn upstream_response_filter(
         &self,
         _session: &mut Session,
-        _upstream_response: &mut ResponseHeader,
+        upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         if let (Some(site), Some(sent)) = (&ctx.site, ctx.upstream_sent) {
             site.upstream_seconds.observe(sent.elapsed().as_secs_f64());
         }
-        Ok(())
+        caching::upstream_response(ctx, upstream_response)
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<Option<std::time::Duration>> {
+        caching::upstream_body(&self.cache, session, ctx, body, end_of_stream);
+        Ok(None)
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        upstream_response: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        caching::response(session, ctx, upstream_response)
     }
 
     async fn fail_to_proxy(
@@ -243,15 +307,17 @@ impl ProxyHttp for Edge {
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
         let upstream_side = ctx.failure.is_some() || e.esource() == &pingora::ErrorSource::Upstream;
-        let answer = if upstream_side {
-            let kind = ctx.failure.unwrap_or_else(|| FailureKind::of(e));
-            ctx.failure = Some(kind);
-            if let Some(site) = &ctx.site {
-                metrics::get()
-                    .upstream_errors
-                    .with_label_values(&[&site.config.name, kind.label()])
-                    .inc();
+        if upstream_side {
+            self.count_upstream_failure(ctx, e);
+            if caching::serve_stale_on_error(session, ctx).await {
+                return FailToProxy {
+                    error_code: 200,
+                    can_reuse_downstream: false,
+                };
             }
+        }
+        let answer = if upstream_side {
+            let kind = ctx.failure.unwrap_or(FailureKind::Other);
             EdgeError::new(kind.status(), kind.code(), upstream_message(kind))
         } else if is_client_abort(e) {
             return FailToProxy {

@@ -10,6 +10,7 @@ use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
 use crate::admin::{AdminApp, RedirectApp};
+use crate::cache::ResponseCache;
 use crate::config::Config;
 use crate::proxy::Edge;
 use crate::routing::SiteTable;
@@ -45,7 +46,8 @@ pub fn build(config: Config, upgrade: bool) -> anyhow::Result<Server> {
         tracing::error!(error = %e, "starting without this certificate");
     }
 
-    let edge = Edge::new(&config)?;
+    let cache = Arc::new(ResponseCache::new(config.cache_max_size));
+    let edge = Edge::new(&config, cache.clone())?;
     let mut proxy = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
         edge,
@@ -82,6 +84,7 @@ pub fn build(config: Config, upgrade: bool) -> anyhow::Result<Server> {
     let admin = AdminApp {
         config: config.clone(),
         certs: certs.clone(),
+        cache,
     };
     let mut admin_service = Service::new(
         "graphfront admin".into(),

@@ -20,6 +20,9 @@ pub struct FileConfig {
     /// TLS settings shared by all sites.
     #[serde(default)]
     pub tls: TlsFile,
+    /// The query cache shared by all sites.
+    #[serde(default)]
+    pub cache: CacheFile,
     /// The sites, one per fronted GraphQL API.
     #[serde(default, rename = "site")]
     pub sites: Vec<SiteFile>,
@@ -148,6 +151,119 @@ pub struct SiteFile {
     /// Timeouts towards the upstream.
     #[serde(default)]
     pub timeouts: TimeoutsFile,
+    /// What of this site's queries is answered from the edge cache.
+    #[serde(default)]
+    pub cache: SiteCacheFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CacheFile {
+    /// Memory for cached responses (keys, bodies and headers), for the whole process.
+    #[serde(default = "default_cache_size")]
+    pub max_size: ByteSize,
+}
+
+impl Default for CacheFile {
+    fn default() -> Self {
+        Self {
+            max_size: default_cache_size(),
+        }
+    }
+}
+
+/// Whose data a cached response is: anyone's, or one principal's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScopeFile {
+    #[default]
+    Public,
+    Principal,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SiteCacheFile {
+    /// TTL of queries no rule matches; "0s": such queries are not cached.
+    #[serde(default, with = "humantime_serde")]
+    pub default_ttl: Duration,
+    /// Scope of queries cached by `default-ttl`.
+    #[serde(default)]
+    pub default_scope: ScopeFile,
+    /// Stale-while-revalidate window of queries cached by `default-ttl`.
+    #[serde(default, with = "humantime_serde")]
+    pub stale_while_revalidate: Duration,
+    /// How long past its TTL a response may be served when the upstream fails or times out.
+    #[serde(default, with = "humantime_serde")]
+    pub stale_if_error: Duration,
+    /// Request header naming the principal of per-principal scopes (until auth exists), e.g.
+    /// "authorization" or "x-api-key". Its value is hashed, never stored.
+    #[serde(default)]
+    pub principal_header: Option<String>,
+    /// Cookie naming the principal instead of a header.
+    #[serde(default)]
+    pub principal_cookie: Option<String>,
+    /// Ignore the upstream's Cache-Control (no-store, private, max-age).
+    #[serde(default)]
+    pub ignore_upstream_cache_control: bool,
+    /// Let a client's `Cache-Control: no-cache` fetch a fresh response (and refresh the entry).
+    #[serde(default)]
+    pub allow_client_no_cache: bool,
+    /// Larger responses are not cached.
+    #[serde(default = "default_max_entry")]
+    pub max_entry_size: ByteSize,
+    /// Upstream response headers kept in cached responses, besides Content-Type.
+    #[serde(default)]
+    pub keep_headers: Vec<String>,
+    /// How long concurrent misses for one key wait for the first one's response.
+    #[serde(default = "default_coalesce", with = "humantime_serde")]
+    pub coalesce_wait: Duration,
+    /// Caching rules; overlapping rules take the smallest TTL and the union of scopes.
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<CacheRuleFile>,
+}
+
+impl Default for SiteCacheFile {
+    fn default() -> Self {
+        Self {
+            default_ttl: Duration::ZERO,
+            default_scope: ScopeFile::Public,
+            stale_while_revalidate: Duration::ZERO,
+            stale_if_error: Duration::ZERO,
+            principal_header: None,
+            principal_cookie: None,
+            ignore_upstream_cache_control: false,
+            allow_client_no_cache: false,
+            max_entry_size: default_max_entry(),
+            keep_headers: Vec::new(),
+            coalesce_wait: default_coalesce(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// One caching rule: it matches by exactly one of `operation`, `field` or `type`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CacheRuleFile {
+    /// Operation name, e.g. "GetPost".
+    #[serde(default)]
+    pub operation: Option<String>,
+    /// Root field, e.g. "Query.listPosts".
+    #[serde(default)]
+    pub field: Option<String>,
+    /// A type returned anywhere in the response (by its `__typename`), e.g. "Post".
+    #[serde(default, rename = "type")]
+    pub type_name: Option<String>,
+    /// How long a response stays fresh (1s to 24h).
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// How long after the TTL a stale response is served while a fresh one is fetched.
+    #[serde(default, with = "humantime_serde")]
+    pub stale_while_revalidate: Duration,
+    /// `public` or `principal`.
+    #[serde(default)]
+    pub scope: ScopeFile,
 }
 
 #[derive(Debug, Deserialize)]
@@ -187,6 +303,15 @@ impl Default for TimeoutsFile {
     }
 }
 
+fn default_cache_size() -> ByteSize {
+    ByteSize::mib(256)
+}
+fn default_max_entry() -> ByteSize {
+    ByteSize::mib(1)
+}
+fn default_coalesce() -> Duration {
+    Duration::from_secs(5)
+}
 fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }

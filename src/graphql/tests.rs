@@ -145,3 +145,18 @@ fn get_parameters() {
     assert_eq!(plus.query, "{ a }");
     assert_eq!(plus.variables, None);
 }
+
+#[test]
+fn normalization_ignores_layout_comments_and_unused_definitions() {
+    let a = "query Get($id: ID!) { getPost(id: $id) { ...F } } fragment F on Post { id title ...G } fragment G on Post { author } fragment Unused on Post { x }";
+    let b = "# a comment\nfragment G on Post { author }\nquery Other { hello }\n\nquery Get($id: ID!) {\n  getPost(id: $id) {\n    ...F\n  }\n}\nfragment F on Post {\n id\n title ...G }";
+    let (op_a, na) = analyze_normalized(a, Some("Get")).unwrap();
+    let (op_b, nb) = analyze_normalized(b, Some("Get")).unwrap();
+    assert_eq!(na, nb);
+    assert_eq!(op_a, op_b);
+    assert!(!na.contains("Unused") && !na.contains("Other"), "{na}");
+    // A different selection normalizes differently.
+    let (_, nc) =
+        analyze_normalized("query Get($id: ID!) { getPost(id: $id) { id } }", None).unwrap();
+    assert_ne!(na, nc);
+}

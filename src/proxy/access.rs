@@ -13,6 +13,7 @@ pub fn record(session: &Session, e: Option<&Error>, ctx: &RequestCtx, log: bool)
     if let Some(site) = site {
         let bytes = (session.body_bytes_read(), session.body_bytes_sent());
         site.observe(ctx.operation, status, seconds, bytes);
+        super::caching::observe(site, ctx);
     }
     if !log {
         return;
@@ -38,6 +39,7 @@ pub fn record(session: &Session, e: Option<&Error>, ctx: &RequestCtx, log: bool)
         unanalysed = ctx.unanalysed,
         realtime = ctx.realtime,
         rejected = ctx.rejected.unwrap_or("-"),
+        cache = ctx.cache_status.map_or("-", |c| c.label()),
         upstream_failure = ctx.failure.map_or("-", |f| f.label()),
         error = e.map(|e| e.etype().as_str()).unwrap_or("-"),
         duration_ms = seconds * 1000.0,

@@ -1,18 +1,26 @@
 //! The GraphQL pre-check of `request_filter`: read the operation from the POST body (≤ 64 KiB,
-//! replayed upstream from pingora's retry buffer) or the GET query string, and classify it.
+//! replayed upstream from pingora's retry buffer) or the GET query string, and plan it: parse,
+//! classify, decide about the cache. Plans are memoized by the raw request's hash, so repeated
+//! requests skip JSON and GraphQL parsing.
 
-use bytes::BytesMut;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
 use pingora::proxy::Session;
 
 use super::respond::EdgeError;
+use super::SiteRuntime;
+use crate::cache::key::{raw_key, Decision, RequestPlan};
+use crate::cache::{policy, ResponseCache};
 use crate::config::{Site, ANALYSED_BODY_LIMIT};
-use crate::graphql::{self, GraphqlRequest, Operation, OperationKind};
+use crate::graphql::{self, GraphqlRequest, OperationKind};
 
-/// What the edge learnt about a request.
-#[derive(Debug)]
-pub enum Analysis {
-    /// A parsed, classified operation.
-    Operation(Operation),
+/// The request as read: what the operation is parsed from.
+pub enum Raw {
+    /// A POST body.
+    Body(Bytes),
+    /// A GET query string.
+    Query(Bytes),
     /// A body too large to analyse, forwarded as is.
     Unanalysed,
 }
@@ -21,8 +29,8 @@ fn graphql_error(e: graphql::GraphqlError) -> EdgeError {
     EdgeError::new(400, e.code(), e.to_string())
 }
 
-/// Analyse a GraphQL-over-HTTP POST.
-pub async fn post(session: &mut Session, site: &Site) -> Result<Analysis, EdgeError> {
+/// Read a GraphQL-over-HTTP POST body.
+pub async fn read_post(session: &mut Session, site: &Site) -> Result<Raw, EdgeError> {
     let declared = content_length(session)?;
     if let (Some(len), Some(max)) = (declared, site.max_body) {
         if len > max {
@@ -30,7 +38,7 @@ pub async fn post(session: &mut Session, site: &Site) -> Result<Analysis, EdgeEr
         }
     }
     if declared.is_some_and(|len| len > ANALYSED_BODY_LIMIT as u64) {
-        return Ok(Analysis::Unanalysed);
+        return Ok(Raw::Unanalysed);
     }
     // The retry buffer keeps what we read so pingora can send it upstream afterwards.
     session.as_downstream_mut().enable_retry_buffering();
@@ -59,32 +67,81 @@ pub async fn post(session: &mut Session, site: &Site) -> Result<Analysis, EdgeEr
             return Err(too_large(max));
         }
     }
-    let request = GraphqlRequest::from_json(&body).map_err(graphql_error)?;
-    classify(&request)
+    Ok(Raw::Body(body.freeze()))
 }
 
-/// Analyse a GraphQL-over-HTTP GET: only queries may be sent this way.
-pub fn get(session: &Session) -> Result<Analysis, EdgeError> {
+/// The GET query string.
+pub fn read_get(session: &Session) -> Raw {
     let qs = session.req_header().uri.query().unwrap_or("");
-    let request = GraphqlRequest::from_query_string(qs).map_err(graphql_error)?;
-    let analysis = classify(&request)?;
-    if let Analysis::Operation(op) = &analysis {
-        if op.kind != OperationKind::Query {
-            return Err(EdgeError::new(
-                405,
-                "METHOD_NOT_ALLOWED",
-                format!("a {} cannot be sent with GET; use POST", op.kind.as_str()),
-            )
-            .with_header("allow", "POST"));
-        }
-    }
-    Ok(analysis)
+    Raw::Query(Bytes::copy_from_slice(qs.as_bytes()))
 }
 
-fn classify(request: &GraphqlRequest) -> Result<Analysis, EdgeError> {
-    graphql::analyze(&request.query, request.operation_name.as_deref())
-        .map(Analysis::Operation)
-        .map_err(graphql_error)
+/// The plan for this request: memoized, or parsed and decided now.
+pub fn plan(
+    cache: &ResponseCache,
+    site: &SiteRuntime,
+    session: &Session,
+    bytes: &Bytes,
+    is_get: bool,
+) -> Result<Arc<RequestPlan>, EdgeError> {
+    let policy = &site.config.cache;
+    let req = session.req_header();
+    let principal = policy::principal_of(policy, &req.headers);
+    let method: &[u8] = if is_get { b"GET" } else { b"POST" };
+    let memo = raw_key(site.index, method, principal, bytes);
+    if let Some(plan) = cache.plan(&memo) {
+        return Ok(plan);
+    }
+    let request = if is_get {
+        let qs = std::str::from_utf8(bytes)
+            .map_err(|_| EdgeError::new(400, "INVALID_REQUEST", "the query string is not UTF-8"))?;
+        GraphqlRequest::from_query_string(qs)
+    } else {
+        GraphqlRequest::from_json(bytes)
+    }
+    .map_err(graphql_error)?;
+    let op_name = request.operation_name.as_deref();
+    let (op, decision) = if policy.enabled() {
+        let (op, normalized) =
+            graphql::analyze_normalized(&request.query, op_name).map_err(graphql_error)?;
+        let d = policy::plan(
+            site.index,
+            policy,
+            &op,
+            &normalized,
+            request.variables.as_ref(),
+            principal,
+        );
+        (op, d)
+    } else {
+        let op = graphql::analyze(&request.query, op_name).map_err(graphql_error)?;
+        let d = match op.kind {
+            OperationKind::Query => Decision::Pass("no-rule"),
+            OperationKind::Mutation => Decision::Pass("mutation"),
+            OperationKind::Subscription => Decision::Pass("subscription"),
+        };
+        (op, d)
+    };
+    let plan = Arc::new(RequestPlan {
+        kind: op.kind,
+        root_fields: op.root_fields,
+        decision,
+    });
+    cache.remember_plan(memo, plan.clone());
+    Ok(plan)
+}
+
+/// Only queries may be sent with GET.
+pub fn check_get(plan: &RequestPlan) -> Result<(), EdgeError> {
+    if plan.kind == OperationKind::Query {
+        return Ok(());
+    }
+    Err(EdgeError::new(
+        405,
+        "METHOD_NOT_ALLOWED",
+        format!("a {} cannot be sent with GET; use POST", plan.kind.as_str()),
+    )
+    .with_header("allow", "POST"))
 }
 
 fn content_length(session: &Session) -> Result<Option<u64>, EdgeError> {

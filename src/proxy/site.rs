@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use pingora_prometheus::prometheus::{Counter, Histogram, IntCounter};
 
+use crate::cache::refresh::Refresher;
 use crate::config::Site;
 use crate::graphql::OperationKind;
 use crate::metrics;
@@ -18,6 +19,10 @@ pub struct SiteRuntime {
     pub realtime: Upstream,
     pub upstream_seconds: Histogram,
     pub unanalysed: IntCounter,
+    /// Background refreshes for stale-while-revalidate (when the site uses it).
+    pub refresher: Option<Arc<Refresher>>,
+    /// `cache_requests[hit, stale, miss, pass]`.
+    cache_requests: [IntCounter; 4],
     /// `requests[operation][status class]`.
     requests: [[IntCounter; 6]; 4],
     durations: [Histogram; 4],
@@ -38,7 +43,12 @@ fn op_index(op: Option<OperationKind>) -> usize {
 }
 
 impl SiteRuntime {
-    pub fn new(index: usize, config: Arc<Site>, dns_ttl: Duration) -> Result<Self, UpstreamError> {
+    pub fn new(
+        index: usize,
+        config: Arc<Site>,
+        dns_ttl: Duration,
+        global_ca: &[Vec<u8>],
+    ) -> Result<Self, UpstreamError> {
         // Pools are per site and endpoint: peers with different trust never share connections.
         let group = (index as u64) << 1;
         let upstream = Upstream::new(
@@ -51,6 +61,25 @@ impl SiteRuntime {
         let realtime = Upstream::new(&config.realtime, &config, group | 1, dns_ttl, false)?;
         let m = metrics::get();
         let name = config.name.as_str();
+        let uses_swr = !config.cache.default_swr.is_zero()
+            || config.cache.rules.iter().any(|r| !r.swr.is_zero());
+        let refresher = if uses_swr {
+            let ca = match &config.upstream_ca_file {
+                Some(p) => crate::upstream::read_ca_file(p)?,
+                None => global_ca.to_vec(),
+            };
+            match Refresher::new(&config, &ca) {
+                Ok(r) => Some(Arc::new(r)),
+                Err(e) => {
+                    tracing::error!(site = %config.name, error = %e, "no background refreshes for this site");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let cache_requests = ["hit", "stale", "miss", "pass"]
+            .map(|st| m.cache_requests.with_label_values(&[name, st]));
         let requests =
             OPERATIONS.map(|op| STATUS.map(|st| m.requests.with_label_values(&[name, op, st])));
         let durations = OPERATIONS.map(|op| m.request_seconds.with_label_values(&[name, op]));
@@ -58,6 +87,8 @@ impl SiteRuntime {
             index,
             upstream_seconds: m.upstream_seconds.with_label_values(&[name]),
             unanalysed: m.unanalysed.with_label_values(&[name, "body_size"]),
+            refresher,
+            cache_requests,
             requests,
             durations,
             bytes_in: m.request_bytes.with_label_values(&[name]),
@@ -66,6 +97,17 @@ impl SiteRuntime {
             realtime,
             config,
         })
+    }
+
+    /// The counter of one cache outcome ("hit", "stale", "miss", "pass").
+    pub fn cache_requests(&self, status: &str) -> &IntCounter {
+        let i = match status {
+            "hit" => 0,
+            "stale" => 1,
+            "miss" => 2,
+            _ => 3,
+        };
+        &self.cache_requests[i]
     }
 
     /// Count one answered request.

@@ -1,0 +1,240 @@
+//! The query cache: whole GraphQL responses in a moka cache bounded in bytes, keyed by site,
+//! normalized operation, canonical variables and scope; concurrent misses coalesced.
+
+pub mod fill;
+pub mod key;
+pub mod policy;
+pub mod refresh;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use moka::notification::RemovalCause;
+use moka::sync::Cache;
+use moka::Expiry;
+use pingora::http::ResponseHeader;
+use tokio::sync::watch;
+
+pub use key::{CacheKey, RequestPlan};
+
+use crate::metrics;
+
+/// A cached response, ready to be written.
+pub struct Entry {
+    /// Status 200, content type, kept headers and content length: cloned per hit.
+    pub header: ResponseHeader,
+    pub body: Bytes,
+    pub stored: Instant,
+    pub stored_at: SystemTime,
+    pub ttl: Duration,
+    /// Served stale (while refreshing) until `stored + ttl + swr`.
+    pub swr: Duration,
+    /// Served stale when the upstream fails until `stored + ttl + stale_if_error`.
+    pub stale_if_error: Duration,
+    /// What to send upstream to refresh this entry in the background.
+    pub refresh: Option<Arc<refresh::RefreshRequest>>,
+    /// Site index (for purges and metrics).
+    pub site: usize,
+}
+
+/// How fresh an entry is now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    Fresh,
+    /// Past its TTL but within stale-while-revalidate.
+    Revalidate,
+    /// Past both; usable only if the upstream fails (stale-if-error).
+    OnlyIfError,
+}
+
+impl Entry {
+    pub fn freshness(&self, now: Instant) -> Freshness {
+        let age = now.saturating_duration_since(self.stored);
+        if age < self.ttl {
+            Freshness::Fresh
+        } else if age < self.ttl + self.swr {
+            Freshness::Revalidate
+        } else {
+            Freshness::OnlyIfError
+        }
+    }
+
+    pub fn age_secs(&self) -> u64 {
+        self.stored.elapsed().as_secs()
+    }
+
+    fn lifetime(&self) -> Duration {
+        self.ttl + self.swr.max(self.stale_if_error)
+    }
+
+    fn weight(&self) -> u32 {
+        let headers: usize = self
+            .header
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len() + 32)
+            .sum();
+        (self.body.len() + headers + 256).min(u32::MAX as usize) as u32
+    }
+}
+
+struct EntryExpiry;
+
+impl Expiry<CacheKey, Arc<Entry>> for EntryExpiry {
+    fn expire_after_create(
+        &self,
+        _k: &CacheKey,
+        v: &Arc<Entry>,
+        _now: Instant,
+    ) -> Option<Duration> {
+        Some(v.lifetime())
+    }
+    fn expire_after_update(
+        &self,
+        _k: &CacheKey,
+        v: &Arc<Entry>,
+        _now: Instant,
+        _d: Option<Duration>,
+    ) -> Option<Duration> {
+        Some(v.lifetime())
+    }
+}
+
+/// The process-wide response cache and the request plans memoized by raw request.
+pub struct ResponseCache {
+    entries: Cache<CacheKey, Arc<Entry>>,
+    plans: Cache<[u8; 32], Arc<RequestPlan>>,
+    inflight: Mutex<HashMap<CacheKey, watch::Receiver<()>>>,
+}
+
+/// A miss that leads: others asking for the same key wait until it is dropped.
+pub struct Leader {
+    cache: Arc<ResponseCache>,
+    key: CacheKey,
+    _done: watch::Sender<()>,
+}
+
+impl Drop for Leader {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.cache.inflight.lock() {
+            m.remove(&self.key);
+        }
+    }
+}
+
+/// What a lookup found.
+pub enum Lookup {
+    Hit(Arc<Entry>, Freshness),
+    /// Nobody is fetching this key: the caller fetches it.
+    Lead(Leader),
+    Miss,
+}
+
+impl ResponseCache {
+    pub fn new(max_bytes: u64) -> Self {
+        let entries = Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|_k: &CacheKey, v: &Arc<Entry>| v.weight())
+            .expire_after(EntryExpiry)
+            .eviction_listener(|_k, _v, cause| {
+                if cause == RemovalCause::Size {
+                    metrics::get().cache_evictions.inc();
+                }
+            })
+            .build();
+        // Plans are small; bounded by count.
+        let plans = Cache::builder()
+            .max_capacity(100_000)
+            .time_to_idle(Duration::from_secs(600))
+            .build();
+        Self {
+            entries,
+            plans,
+            inflight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn plan(&self, raw: &[u8; 32]) -> Option<Arc<RequestPlan>> {
+        self.plans.get(raw)
+    }
+
+    pub fn remember_plan(&self, raw: [u8; 32], plan: Arc<RequestPlan>) {
+        self.plans.insert(raw, plan);
+    }
+
+    pub fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
+        self.entries.get(key)
+    }
+
+    /// Look up `key`; on a miss, become the leader or wait (at most `wait`) for the current
+    /// leader's response, then look again.
+    pub async fn lookup(self: &Arc<Self>, key: &CacheKey, wait: Duration) -> Lookup {
+        if let Some(e) = self.entries.get(key) {
+            let f = e.freshness(Instant::now());
+            if f != Freshness::OnlyIfError {
+                return Lookup::Hit(e, f);
+            }
+        }
+        let waiting = {
+            let Ok(mut inflight) = self.inflight.lock() else {
+                return Lookup::Miss;
+            };
+            match inflight.get(key) {
+                Some(rx) => rx.clone(),
+                None => {
+                    let (tx, rx) = watch::channel(());
+                    inflight.insert(*key, rx);
+                    return Lookup::Lead(Leader {
+                        cache: self.clone(),
+                        key: *key,
+                        _done: tx,
+                    });
+                }
+            }
+        };
+        metrics::get().cache_coalesced.inc();
+        let mut rx = waiting;
+        // Returns when the leader finishes (its sender is dropped) or the wait is over.
+        let _ = tokio::time::timeout(wait, rx.changed()).await;
+        match self.entries.get(key) {
+            Some(e) if e.freshness(Instant::now()) != Freshness::OnlyIfError => {
+                let f = e.freshness(Instant::now());
+                Lookup::Hit(e, f)
+            }
+            _ => Lookup::Miss,
+        }
+    }
+
+    pub fn insert(&self, key: CacheKey, entry: Entry) {
+        self.entries.insert(key, Arc::new(entry));
+    }
+
+    pub fn remove(&self, key: &CacheKey) {
+        self.entries.invalidate(key);
+    }
+
+    /// Claim the right to refresh `key` in the background (false when a fetch is under way).
+    pub fn claim_refresh(self: &Arc<Self>, key: &CacheKey) -> Option<Leader> {
+        let mut inflight = self.inflight.lock().ok()?;
+        if inflight.contains_key(key) {
+            return None;
+        }
+        let (tx, rx) = watch::channel(());
+        inflight.insert(*key, rx);
+        Some(Leader {
+            cache: self.clone(),
+            key: *key,
+            _done: tx,
+        })
+    }
+
+    /// Publish entry count and size (moka counts lazily; called before each scrape).
+    pub fn publish_gauges(&self) {
+        self.entries.run_pending_tasks();
+        let m = metrics::get();
+        m.cache_entries.set(self.entries.entry_count() as i64);
+        m.cache_bytes.set(self.entries.weighted_size() as i64);
+    }
+}

@@ -1,0 +1,96 @@
+//! Turning an upstream response into a cache entry, or saying why not (a bounded reason).
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use pingora::http::ResponseHeader;
+
+use super::key::CachePlan;
+use super::policy;
+use super::refresh::RefreshRequest;
+use super::Entry;
+use crate::config::cache::CachePolicy;
+
+/// Whether the upstream response header allows caching at all (before the body arrives).
+pub fn check_header(status: u16, headers: &http::HeaderMap) -> Result<(), &'static str> {
+    if status != 200 {
+        return Err("status");
+    }
+    if headers.contains_key(http::header::SET_COOKIE) {
+        return Err("set-cookie");
+    }
+    if headers.contains_key(http::header::CONTENT_ENCODING) {
+        // Requests planned for caching are sent without Accept-Encoding; an encoded answer
+        // anyway could not be served to every client.
+        return Err("encoded");
+    }
+    let vary_ok = headers
+        .get_all(http::header::VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .all(|v| {
+            v.trim().eq_ignore_ascii_case("accept-encoding")
+                || v.trim().eq_ignore_ascii_case("origin")
+        });
+    if !vary_ok {
+        return Err("vary");
+    }
+    Ok(())
+}
+
+/// Build the entry for a complete 200 response, or the reason it is not cached.
+pub fn entry(
+    policy: &CachePolicy,
+    plan: &CachePlan,
+    site: usize,
+    headers: &http::HeaderMap,
+    body: Bytes,
+    refresh: Option<Arc<RefreshRequest>>,
+) -> Result<Entry, &'static str> {
+    if body.len() > policy.max_entry_size {
+        return Err("body-size");
+    }
+    let parsed: serde_json::Value = serde_json::from_slice(&body).map_err(|_| "not-json")?;
+    let obj = parsed.as_object().ok_or("not-json")?;
+    if obj.get("errors").is_some_and(|e| !e.is_null()) {
+        return Err("errors");
+    }
+    let data = obj.get("data").ok_or("no-data")?;
+    let cache_control = headers
+        .get(http::header::CACHE_CONTROL)
+        .and_then(|v| v.to_str().ok());
+    let (ttl, swr) = policy::store(policy, plan, &policy::typenames(data), cache_control)?;
+
+    let mut header =
+        ResponseHeader::build(200, Some(4 + policy.keep_headers.len())).map_err(|_| "header")?;
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .cloned()
+        .unwrap_or(http::HeaderValue::from_static("application/json"));
+    header
+        .insert_header(http::header::CONTENT_TYPE, content_type)
+        .map_err(|_| "header")?;
+    for name in &policy.keep_headers {
+        for v in headers.get_all(name) {
+            header
+                .append_header(name.clone(), v.clone())
+                .map_err(|_| "header")?;
+        }
+    }
+    header
+        .insert_header(http::header::CONTENT_LENGTH, body.len().to_string())
+        .map_err(|_| "header")?;
+    Ok(Entry {
+        header,
+        body,
+        stored: Instant::now(),
+        stored_at: SystemTime::now(),
+        ttl,
+        swr,
+        stale_if_error: policy.stale_if_error,
+        refresh,
+        site,
+    })
+}

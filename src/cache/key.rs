@@ -1,0 +1,143 @@
+//! Cache keys. A key hashes (blake3) everything a response depends on: site, normalized
+//! operation, canonical variables (object keys sorted) and scope. The raw request is hashed too,
+//! to memoize its plan so that repeated requests skip JSON and GraphQL parsing.
+
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use crate::config::cache::Scope;
+use crate::graphql::OperationKind;
+
+/// The key of a cached response.
+pub type CacheKey = [u8; 32];
+
+/// What the edge decided for a request, memoized by the raw request's hash.
+#[derive(Debug, Clone)]
+pub struct RequestPlan {
+    pub kind: OperationKind,
+    pub root_fields: Vec<String>,
+    pub decision: Decision,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Not cacheable; the reason is a bounded metric label.
+    Pass(&'static str),
+    Cache(CachePlan),
+}
+
+/// A cacheable request: its key and what the request-time rules said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachePlan {
+    pub key: CacheKey,
+    /// TTL from the operation/field rules (or the default); `None` when only type rules can
+    /// decide, after the response is seen.
+    pub ttl: Option<Duration>,
+    pub swr: Duration,
+    pub scope: Scope,
+}
+
+/// The hash of a raw request: site, method, principal and the body (POST) or query string (GET).
+pub fn raw_key(site: usize, method: &[u8], principal: Option<&[u8]>, raw: &[u8]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"graphfront raw v1\0");
+    h.update(&(site as u64).to_le_bytes());
+    h.update(&(method.len() as u64).to_le_bytes());
+    h.update(method);
+    match principal {
+        Some(p) => {
+            h.update(&[1]);
+            h.update(&(p.len() as u64).to_le_bytes());
+            h.update(p);
+        }
+        None => {
+            h.update(&[0]);
+        }
+    }
+    h.update(raw);
+    *h.finalize().as_bytes()
+}
+
+/// The key of a response: site, normalized operation, canonical variables and scope.
+pub fn response_key(
+    site: usize,
+    normalized: &str,
+    variables: Option<&Map<String, Value>>,
+    scope: Scope,
+    principal: Option<&[u8]>,
+) -> CacheKey {
+    let mut h = blake3::Hasher::new();
+    h.update(b"graphfront response v1\0");
+    h.update(&(site as u64).to_le_bytes());
+    h.update(&(normalized.len() as u64).to_le_bytes());
+    h.update(normalized.as_bytes());
+    // serde_json's Map is ordered by key, so this is canonical at every depth.
+    let vars = match variables {
+        Some(v) if !v.is_empty() => serde_json::to_string(v).unwrap_or_default(),
+        _ => String::new(),
+    };
+    h.update(&(vars.len() as u64).to_le_bytes());
+    h.update(vars.as_bytes());
+    match (scope, principal) {
+        (Scope::Principal, Some(p)) => {
+            h.update(b"principal\0");
+            h.update(blake3::hash(p).as_bytes());
+        }
+        _ => {
+            h.update(b"public\0");
+        }
+    }
+    *h.finalize().as_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(json: &str) -> Map<String, Value> {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn variable_order_does_not_matter_but_values_do() {
+        let a = vars(r#"{"a":1,"b":{"y":2,"x":[1,{"q":1,"p":2}]}}"#);
+        let b = vars(r#"{"b":{"x":[1,{"p":2,"q":1}],"y":2},"a":1}"#);
+        let c = vars(r#"{"a":2,"b":{"y":2,"x":[1,{"q":1,"p":2}]}}"#);
+        let k = |v: &Map<String, Value>| response_key(0, "q", Some(v), Scope::Public, None);
+        assert_eq!(k(&a), k(&b));
+        assert_ne!(k(&a), k(&c));
+        let empty = Map::new();
+        assert_eq!(
+            response_key(0, "q", None, Scope::Public, None),
+            response_key(0, "q", Some(&empty), Scope::Public, None)
+        );
+    }
+
+    #[test]
+    fn site_scope_and_principal_separate_keys() {
+        let base = response_key(0, "q", None, Scope::Public, None);
+        assert_ne!(base, response_key(1, "q", None, Scope::Public, None));
+        let alice = response_key(0, "q", None, Scope::Principal, Some(b"alice"));
+        let bob = response_key(0, "q", None, Scope::Principal, Some(b"bob"));
+        assert_ne!(alice, bob);
+        assert_ne!(alice, base);
+        // A public response does not depend on who asked.
+        assert_eq!(
+            base,
+            response_key(0, "q", None, Scope::Public, Some(b"alice"))
+        );
+    }
+
+    #[test]
+    fn raw_keys_separate_method_principal_and_site() {
+        let k = raw_key(0, b"POST", None, b"{}");
+        assert_ne!(k, raw_key(0, b"GET", None, b"{}"));
+        assert_ne!(k, raw_key(1, b"POST", None, b"{}"));
+        assert_ne!(k, raw_key(0, b"POST", Some(b""), b"{}"));
+        assert_ne!(
+            raw_key(0, b"POST", Some(b"a"), b"b{}"),
+            raw_key(0, b"POST", Some(b"ab"), b"{}")
+        );
+    }
+}

@@ -1,0 +1,94 @@
+//! Stale-while-revalidate: a stale entry is served while this client fetches a fresh response
+//! from the upstream in the background (reqwest on rustls, trusting what the site's proxy does).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::config::Site;
+
+/// What to send upstream to refresh an entry: the original request, minus what does not
+/// matter to the response.
+#[derive(Debug)]
+pub struct RefreshRequest {
+    pub method: http::Method,
+    /// Path and query on the upstream.
+    pub path_and_query: String,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+/// Request headers an upstream answer may depend on; only these are replayed.
+pub const REPLAYED_HEADERS: &[&str] = &[
+    "content-type",
+    "accept",
+    "authorization",
+    "x-api-key",
+    "x-amz-date",
+    "x-amz-security-token",
+];
+
+/// The background client of one site.
+pub struct Refresher {
+    client: reqwest::Client,
+    origin: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error("cannot build the refresh client: {0}")]
+    Client(String),
+    #[error("upstream: {0}")]
+    Upstream(#[from] reqwest::Error),
+}
+
+impl Refresher {
+    /// `extra_ca` replaces the system roots when given (as for the proxied requests).
+    pub fn new(site: &Site, extra_ca: &[Vec<u8>]) -> Result<Self, RefreshError> {
+        let mut b = reqwest::Client::builder()
+            .use_rustls_tls()
+            .connect_timeout(site.timeouts.connect)
+            .timeout(site.timeouts.read + site.timeouts.connect)
+            .redirect(reqwest::redirect::Policy::none())
+            .tls_built_in_root_certs(false);
+        let cas: Vec<Vec<u8>> = if extra_ca.is_empty() {
+            rustls_native_certs::load_native_certs()
+                .map_err(|e| RefreshError::Client(e.to_string()))?
+                .into_iter()
+                .map(|c| c.to_vec())
+                .collect()
+        } else {
+            extra_ca.to_vec()
+        };
+        for der in cas {
+            if let Ok(c) = reqwest::Certificate::from_der(&der) {
+                b = b.add_root_certificate(c);
+            }
+        }
+        let up = &site.upstream;
+        let scheme = if up.tls { "https" } else { "http" };
+        Ok(Self {
+            client: b.build().map_err(|e| RefreshError::Client(e.to_string()))?,
+            origin: format!("{scheme}://{}", up.host_header),
+        })
+    }
+
+    /// Send the request; returns status, headers and body.
+    pub async fn fetch(
+        &self,
+        req: &Arc<RefreshRequest>,
+    ) -> Result<(u16, http::HeaderMap, Bytes), RefreshError> {
+        let url = format!("{}{}", self.origin, req.path_and_query);
+        let resp = self
+            .client
+            .request(req.method.clone(), url)
+            .headers(req.headers.clone())
+            .body(req.body.clone())
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await?;
+        Ok((status, headers, body))
+    }
+}

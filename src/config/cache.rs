@@ -1,0 +1,187 @@
+//! The validated cache policy of a site: rules by operation name, root field and returned
+//! type, scopes, and what to do with the upstream's and the client's Cache-Control.
+
+use std::time::Duration;
+
+use http::HeaderName;
+
+use super::file::{ScopeFile, SiteCacheFile};
+use super::{KeyPath, Validator};
+
+/// The longest TTL a rule may set.
+pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    Public,
+    Principal,
+}
+
+impl From<ScopeFile> for Scope {
+    fn from(s: ScopeFile) -> Self {
+        match s {
+            ScopeFile::Public => Self::Public,
+            ScopeFile::Principal => Self::Principal,
+        }
+    }
+}
+
+/// Where the principal of a per-principal scope comes from (until auth provides one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrincipalSource {
+    Header(HeaderName),
+    Cookie(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Matcher {
+    Operation(String),
+    /// A root field of the Query type, without the `Query.` prefix.
+    Field(String),
+    Type(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub matcher: Matcher,
+    pub ttl: Duration,
+    pub swr: Duration,
+    pub scope: Scope,
+}
+
+#[derive(Debug, Clone)]
+pub struct CachePolicy {
+    pub default_ttl: Duration,
+    pub default_scope: Scope,
+    pub default_swr: Duration,
+    pub stale_if_error: Duration,
+    pub principal: Option<PrincipalSource>,
+    pub ignore_upstream_cache_control: bool,
+    pub allow_client_no_cache: bool,
+    pub max_entry_size: usize,
+    pub keep_headers: Vec<HeaderName>,
+    pub coalesce_wait: Duration,
+    pub rules: Vec<Rule>,
+}
+
+impl CachePolicy {
+    /// Whether anything of this site can be cached at all.
+    pub fn enabled(&self) -> bool {
+        !self.default_ttl.is_zero() || !self.rules.is_empty()
+    }
+}
+
+impl Validator<'_> {
+    pub(super) fn cache_policy(&mut self, at: KeyPath, f: &SiteCacheFile) -> CachePolicy {
+        let principal = match (&f.principal_header, &f.principal_cookie) {
+            (Some(_), Some(_)) => {
+                self.problem(
+                    at.key("principal-cookie"),
+                    "set principal-header or principal-cookie, not both",
+                );
+                None
+            }
+            (Some(h), None) => match HeaderName::try_from(h.as_str()) {
+                Ok(name) => Some(PrincipalSource::Header(name)),
+                Err(_) => {
+                    self.problem(
+                        at.key("principal-header"),
+                        format!("`{h}` is not a header name"),
+                    );
+                    None
+                }
+            },
+            (None, Some(c)) if c.is_empty() || c.contains([';', '=', ' ']) => {
+                self.problem(
+                    at.key("principal-cookie"),
+                    format!("`{c}` is not a cookie name"),
+                );
+                None
+            }
+            (None, Some(c)) => Some(PrincipalSource::Cookie(c.clone())),
+            (None, None) => None,
+        };
+        if f.default_ttl > MAX_TTL {
+            self.problem(at.key("default-ttl"), "must be at most 24h");
+        }
+        let mut rules = Vec::new();
+        for (i, r) in f.rules.iter().enumerate() {
+            let rat = at.key("rule").index(i);
+            let matcher = match (&r.operation, &r.field, &r.type_name) {
+                (Some(o), None, None) => Some(Matcher::Operation(o.clone())),
+                (None, Some(field), None) => match field.split_once('.') {
+                    Some(("Query", name)) if !name.is_empty() => {
+                        Some(Matcher::Field(name.to_string()))
+                    }
+                    _ => {
+                        self.problem(
+                            rat.key("field"),
+                            format!("`{field}`: write a Query root field as Query.fieldName"),
+                        );
+                        None
+                    }
+                },
+                (None, None, Some(t)) => Some(Matcher::Type(t.clone())),
+                _ => {
+                    self.problem(
+                        rat.clone(),
+                        "a rule names exactly one of operation, field or type",
+                    );
+                    None
+                }
+            };
+            if r.ttl.is_zero() || r.ttl > MAX_TTL {
+                self.problem(rat.key("ttl"), "must be between 1s and 24h");
+            }
+            if let Some(matcher) = matcher {
+                rules.push(Rule {
+                    matcher,
+                    ttl: r.ttl,
+                    swr: r.stale_while_revalidate,
+                    scope: r.scope.into(),
+                });
+            }
+        }
+        let needs_principal = rules.iter().any(|r| r.scope == Scope::Principal)
+            || (!f.default_ttl.is_zero() && f.default_scope == ScopeFile::Principal);
+        if needs_principal
+            && principal.is_none()
+            && f.principal_cookie.is_none()
+            && f.principal_header.is_none()
+        {
+            self.problem(
+                at.key("principal-header"),
+                "a principal scope is used: name the principal-header or principal-cookie",
+            );
+        }
+        let mut keep_headers = Vec::new();
+        for (i, h) in f.keep_headers.iter().enumerate() {
+            match HeaderName::try_from(h.as_str()) {
+                Ok(n) if n == http::header::SET_COOKIE => {
+                    self.problem(
+                        at.key("keep-headers").index(i),
+                        "set-cookie is never cached",
+                    );
+                }
+                Ok(n) => keep_headers.push(n),
+                Err(_) => self.problem(
+                    at.key("keep-headers").index(i),
+                    format!("`{h}` is not a header name"),
+                ),
+            }
+        }
+        CachePolicy {
+            default_ttl: f.default_ttl,
+            default_scope: f.default_scope.into(),
+            default_swr: f.stale_while_revalidate,
+            stale_if_error: f.stale_if_error,
+            principal,
+            ignore_upstream_cache_control: f.ignore_upstream_cache_control,
+            allow_client_no_cache: f.allow_client_no_cache,
+            max_entry_size: f.max_entry_size.as_u64().min(usize::MAX as u64) as usize,
+            keep_headers,
+            coalesce_wait: f.coalesce_wait,
+            rules,
+        }
+    }
+}

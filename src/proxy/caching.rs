@@ -1,0 +1,348 @@
+//! The cache in the request path: lookup and hits in `request_filter`, filling from the
+//! upstream response, stale-while-revalidate refreshes and stale-if-error.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+
+use super::{RequestCtx, SiteRuntime};
+use crate::cache::key::{CachePlan, Decision, RequestPlan};
+use crate::cache::refresh::{RefreshRequest, REPLAYED_HEADERS};
+use crate::cache::{fill, Entry, Freshness, Leader, Lookup, ResponseCache};
+use crate::metrics;
+
+/// The cache outcome of a request, as `x-cache` says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Hit,
+    Stale,
+    Miss,
+    Pass(&'static str),
+}
+
+impl Status {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Stale => "stale",
+            Self::Miss => "miss",
+            Self::Pass(_) => "pass",
+        }
+    }
+    fn header(self) -> &'static str {
+        match self {
+            Self::Hit => "HIT",
+            Self::Stale => "STALE",
+            Self::Miss => "MISS",
+            Self::Pass(_) => "PASS",
+        }
+    }
+}
+
+/// A cacheable request on its way upstream.
+pub struct CacheState {
+    plan: CachePlan,
+    leader: Option<Leader>,
+    raw: Bytes,
+    /// The response being collected for storing, with its upstream headers.
+    fill: Option<(BytesMut, http::HeaderMap)>,
+    /// An expired entry to serve if the upstream fails (stale-if-error).
+    fallback: Option<Arc<Entry>>,
+    /// The upstream failed with a 5xx: its body is replaced by this entry's.
+    replacing: Option<Arc<Entry>>,
+}
+
+/// Asked for with this request header, PASS responses say why in `x-cache-reason`.
+pub const DEBUG_HEADER: &str = "x-graphfront-cache-debug";
+
+/// Answer from the cache when possible (`Ok(true)`), else prepare to fill it.
+pub async fn lookup(
+    cache: &Arc<ResponseCache>,
+    site: &Arc<SiteRuntime>,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    plan: &RequestPlan,
+    raw: Bytes,
+) -> pingora::Result<bool> {
+    let cp = match &plan.decision {
+        Decision::Pass(reason) => {
+            ctx.cache_status = Some(Status::Pass(reason));
+            return Ok(false);
+        }
+        Decision::Cache(cp) => cp,
+    };
+    let policy = &site.config.cache;
+    let fallback = cache
+        .get(&cp.key)
+        .filter(|e| e.stored.elapsed() < e.ttl + e.stale_if_error);
+    let refetch = policy.allow_client_no_cache && client_says_no_cache(session);
+    let leader = if refetch {
+        cache.claim_refresh(&cp.key)
+    } else {
+        match cache.lookup(&cp.key, policy.coalesce_wait).await {
+            Lookup::Hit(entry, Freshness::Fresh) => {
+                ctx.cache_status = Some(Status::Hit);
+                write_entry(session, &entry, Status::Hit).await?;
+                return Ok(true);
+            }
+            Lookup::Hit(entry, _) => {
+                ctx.cache_status = Some(Status::Stale);
+                write_entry(session, &entry, Status::Stale).await?;
+                refresh_in_background(cache, site, cp, &entry);
+                return Ok(true);
+            }
+            Lookup::Lead(leader) => Some(leader),
+            Lookup::Miss => None,
+        }
+    };
+    ctx.cache_status = Some(Status::Miss);
+    ctx.cache = Some(CacheState {
+        plan: cp.clone(),
+        leader,
+        raw,
+        fill: None,
+        fallback,
+        replacing: None,
+    });
+    Ok(false)
+}
+
+fn client_says_no_cache(session: &Session) -> bool {
+    session
+        .req_header()
+        .headers
+        .get_all(http::header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|d| d.trim().eq_ignore_ascii_case("no-cache"))
+        })
+}
+
+async fn write_entry(session: &mut Session, e: &Entry, status: Status) -> pingora::Result<()> {
+    let mut h = e.header.clone();
+    h.insert_header("x-cache", status.header())?;
+    h.insert_header(http::header::AGE, e.age_secs().to_string())?;
+    session.write_response_header(Box::new(h), false).await?;
+    session
+        .write_response_body(Some(e.body.clone()), true)
+        .await
+}
+
+fn refresh_in_background(
+    cache: &Arc<ResponseCache>,
+    site: &Arc<SiteRuntime>,
+    plan: &CachePlan,
+    entry: &Entry,
+) {
+    let (Some(req), Some(refresher)) = (entry.refresh.clone(), site.refresher.clone()) else {
+        return;
+    };
+    let Some(leader) = cache.claim_refresh(&plan.key) else {
+        return; // a fetch for this key is already under way
+    };
+    let (cache, site, plan) = (cache.clone(), site.clone(), plan.clone());
+    tokio::spawn(async move {
+        let result = match refresher.fetch(&req).await {
+            Ok((status, headers, body)) => fill::check_header(status, &headers)
+                .and_then(|()| {
+                    fill::entry(
+                        &site.config.cache,
+                        &plan,
+                        site.index,
+                        &headers,
+                        body,
+                        Some(req),
+                    )
+                })
+                .map(|entry| cache.insert(plan.key, entry))
+                .map_or("refused", |()| "stored"),
+            Err(e) => {
+                tracing::warn!(site = %site.config.name, error = %e, "background refresh failed");
+                "failed"
+            }
+        };
+        metrics::get()
+            .cache_refreshes
+            .with_label_values(&[&site.config.name, result])
+            .inc();
+        drop(leader);
+    });
+}
+
+/// `upstream_request_filter`: ask for an unencoded response, which every client can be served.
+pub fn upstream_request(ctx: &RequestCtx, req: &mut pingora::http::RequestHeader) {
+    if ctx.cache.is_some() {
+        req.remove_header(&http::header::ACCEPT_ENCODING);
+    }
+}
+
+/// `upstream_response_filter`: decide whether to collect the response, or to replace a 5xx
+/// with a stale entry.
+pub fn upstream_response(ctx: &mut RequestCtx, resp: &mut ResponseHeader) -> pingora::Result<()> {
+    let Some(state) = ctx.cache.as_mut() else {
+        return Ok(());
+    };
+    let status = resp.status.as_u16();
+    if status >= 500 {
+        if let Some(stale) = state.fallback.take() {
+            let mut h = stale.header.clone();
+            h.insert_header("x-cache", Status::Stale.header())?;
+            h.insert_header(http::header::AGE, stale.age_secs().to_string())?;
+            *resp = h;
+            state.replacing = Some(stale);
+            ctx.cache_status = Some(Status::Stale);
+            return Ok(());
+        }
+    }
+    let max = ctx
+        .site
+        .as_ref()
+        .map_or(0, |s| s.config.cache.max_entry_size);
+    let too_big = resp
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+        .is_some_and(|len| len > max);
+    match fill::check_header(status, &resp.headers) {
+        Ok(()) if too_big => ctx.cache_status = Some(Status::Pass("body-size")),
+        Ok(()) => state.fill = Some((BytesMut::new(), resp.headers.clone())),
+        Err(reason) => ctx.cache_status = Some(Status::Pass(reason)),
+    }
+    Ok(())
+}
+
+/// `response_filter`: tell the client what the cache did.
+pub fn response(
+    session: &Session,
+    ctx: &RequestCtx,
+    resp: &mut ResponseHeader,
+) -> pingora::Result<()> {
+    let Some(status) = ctx.cache_status else {
+        return Ok(());
+    };
+    if status == Status::Stale {
+        return Ok(()); // set with the replaced header
+    }
+    resp.insert_header("x-cache", status.header())?;
+    if let Status::Pass(reason) = status {
+        if session.req_header().headers.contains_key(DEBUG_HEADER) {
+            resp.insert_header("x-cache-reason", reason)?;
+        }
+    }
+    Ok(())
+}
+
+/// `upstream_response_body_filter`: collect the body; store it at the end and wake the
+/// requests waiting for it.
+pub fn upstream_body(
+    cache: &ResponseCache,
+    session: &Session,
+    ctx: &mut RequestCtx,
+    body: &mut Option<Bytes>,
+    end: bool,
+) {
+    let (Some(state), Some(site)) = (ctx.cache.as_mut(), ctx.site.as_ref()) else {
+        return;
+    };
+    if let Some(stale) = &state.replacing {
+        *body = end.then(|| stale.body.clone());
+        return;
+    }
+    let Some((buf, _)) = state.fill.as_mut() else {
+        return;
+    };
+    if let Some(chunk) = body {
+        buf.extend_from_slice(chunk);
+        if buf.len() > site.config.cache.max_entry_size {
+            state.fill = None;
+            ctx.stored = Some(Err("body-size"));
+            return;
+        }
+    }
+    if !end {
+        return;
+    }
+    let Some((buf, headers)) = state.fill.take() else {
+        return;
+    };
+    let policy = &site.config.cache;
+    let refresh = (!state.plan.swr.is_zero() || !policy.default_swr.is_zero())
+        .then(|| Arc::new(refresh_request(session, site, &state.raw)));
+    let result = fill::entry(
+        policy,
+        &state.plan,
+        site.index,
+        &headers,
+        buf.freeze(),
+        refresh,
+    )
+    .map(|entry| cache.insert(state.plan.key, entry));
+    // Waiters look again now.
+    state.leader = None;
+    ctx.stored = Some(result);
+}
+
+fn refresh_request(session: &Session, site: &SiteRuntime, raw: &Bytes) -> RefreshRequest {
+    let req = session.req_header();
+    let mut headers = http::HeaderMap::new();
+    for name in REPLAYED_HEADERS {
+        for v in req.headers.get_all(*name) {
+            headers.append(*name, v.clone());
+        }
+    }
+    if let Some(crate::config::cache::PrincipalSource::Header(h)) = &site.config.cache.principal {
+        for v in req.headers.get_all(h) {
+            headers.append(h.clone(), v.clone());
+        }
+    }
+    if let Some(c) = req.headers.get(http::header::COOKIE) {
+        headers.insert(http::header::COOKIE, c.clone());
+    }
+    let is_get = req.method == http::Method::GET;
+    let up = &site.config.upstream;
+    let path_and_query = match req.uri.query() {
+        Some(q) if is_get && !q.is_empty() => format!("{}?{q}", up.path),
+        _ => up.path.clone(),
+    };
+    RefreshRequest {
+        method: req.method.clone(),
+        path_and_query,
+        headers,
+        body: if is_get { Bytes::new() } else { raw.clone() },
+    }
+}
+
+/// `fail_to_proxy`: serve the stale entry instead of an error, when there is one.
+pub async fn serve_stale_on_error(session: &mut Session, ctx: &mut RequestCtx) -> bool {
+    let Some(stale) = ctx.cache.as_mut().and_then(|s| s.fallback.take()) else {
+        return false;
+    };
+    if session.response_written().is_some() {
+        return false;
+    }
+    ctx.cache_status = Some(Status::Stale);
+    write_entry(session, &stale, Status::Stale).await.is_ok()
+}
+
+/// Record the cache outcome in metrics (in `logging`).
+pub fn observe(site: &SiteRuntime, ctx: &RequestCtx) {
+    let Some(status) = ctx.cache_status else {
+        return;
+    };
+    site.cache_requests(status.label()).inc();
+    let reason = match (status, ctx.stored) {
+        (Status::Pass(r), _) => Some(r),
+        (_, Some(Err(r))) => Some(r),
+        _ => None,
+    };
+    if let Some(r) = reason {
+        metrics::get()
+            .cache_passes
+            .with_label_values(&[&site.config.name, r])
+            .inc();
+    }
+}
