@@ -28,5 +28,8 @@ name = "bench"
 domains = ["localhost"]
 upstream = "$BENCH_UPSTREAM"
 tls = { cert = "$BENCH_CERT", key = "$BENCH_KEY" }
+
+[site.cache]
+default-ttl = "60s"
 CONF
 exec "$bin" run -c "$dir/graphfront.toml"

@@ -19,16 +19,41 @@ use hyper_util::service::TowerToHyperService;
 
 use super::{DemoSchema, Principal};
 
+/// Test knobs of the demo API: `x-demo-status: 503` answers with that status, and each
+/// `x-demo-response-header: name: value` is added to the response.
 async fn graphql(
     State(schema): State<DemoSchema>,
     headers: HeaderMap,
     req: GraphQLRequest,
-) -> GraphQLResponse {
+) -> Response {
     let mut req = req.into_inner();
     if let Some(p) = headers.get("x-principal").and_then(|v| v.to_str().ok()) {
         req = req.data(Principal(p.to_string()));
     }
-    schema.execute(req).await.into()
+    let mut resp = GraphQLResponse::from(schema.execute(req).await).into_response();
+    if let Some(status) = headers
+        .get("x-demo-status")
+        .and_then(|v| v.to_str().ok()?.parse::<u16>().ok())
+        .and_then(|s| http::StatusCode::from_u16(s).ok())
+    {
+        *resp.status_mut() = status;
+    }
+    for v in headers.get_all("x-demo-response-header") {
+        let parsed = v
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_once(':'))
+            .and_then(|(n, v)| {
+                Some((
+                    http::HeaderName::try_from(n.trim()).ok()?,
+                    http::HeaderValue::try_from(v.trim()).ok()?,
+                ))
+            });
+        if let Some((n, v)) = parsed {
+            resp.headers_mut().append(n, v);
+        }
+    }
+    resp
 }
 
 async fn subscriptions(
@@ -136,18 +161,23 @@ pub fn tls_server_config(
 }
 
 /// Serve `router` on `listener` (h1 with upgrades, and h2), over TLS when `tls` is given.
+/// Dropping the future closes the listener and every connection it accepted.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     router: Router,
 ) -> std::io::Result<()> {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let mut connections = tokio::task::JoinSet::new();
     loop {
-        let (tcp, _) = listener.accept().await?;
+        let (tcp, _) = tokio::select! {
+            accepted = listener.accept() => accepted?,
+            Some(_) = connections.join_next() => continue,
+        };
         let _ = tcp.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone());
         let acceptor = acceptor.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             let result = match acceptor {
                 Some(acceptor) => match acceptor.accept(tcp).await {

@@ -71,6 +71,11 @@ impl Upstream {
         format!("{scheme}://localhost:{}{path}", self.addr.port())
     }
 
+    /// Stop serving: the listener and every open connection close.
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+
     /// A file holding the upstream's CA certificate, for `upstream-ca-file`.
     pub fn ca_file(&self) -> PathBuf {
         let p = self.dir.path().join("upstream-ca.pem");
