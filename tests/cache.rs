@@ -117,7 +117,8 @@ async fn a_repeated_query_is_a_hit_and_never_reaches_the_upstream() {
 #[tokio::test]
 async fn what_is_never_cached() {
     let s = setup("default-ttl = \"60s\"\nmax-entry-size = \"120B\"", "").await;
-    let cases: Vec<(Value, Vec<(&str, &str)>, &str)> = vec![
+    type Case = (Value, Vec<(&'static str, &'static str)>, &'static str);
+    let cases: Vec<Case> = vec![
         (
             json!({"query": "mutation { touchPost(id: \"1\") { id } }"}),
             vec![],
