@@ -45,6 +45,31 @@ fn shipped_config_loads() {
         "wss://abcdefghijklmnopqrstuvwxyz.appsync-realtime-api.eu-west-1.amazonaws.com/graphql"
     );
     assert_eq!(config.admin.to_string(), "127.0.0.1:9180");
+    assert_eq!(site.cache.rules.len(), 3);
+    assert!(site.cache.principal.is_some());
+    assert_eq!(config.cache_max_size, 256 * 1024 * 1024);
+}
+
+#[test]
+fn cache_rules_are_validated() {
+    let p = problems(&format!(
+        "{MINIMAL}[[site.cache.rule]]\nfield = \"listPosts\"\nttl = \"0s\"\n"
+    ));
+    let paths: Vec<&str> = p.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["site[0].cache.rule[0].field", "site[0].cache.rule[0].ttl"],
+        "{p:?}"
+    );
+    let p = problems(&format!(
+        "{MINIMAL}[[site.cache.rule]]\noperation = \"A\"\ntype = \"Post\"\nttl = \"1s\"\n"
+    ));
+    assert_eq!(p[0].path, "site[0].cache.rule[0]");
+    let p = problems(&format!(
+        "{MINIMAL}[[site.cache.rule]]\noperation = \"A\"\nttl = \"1s\"\nscope = \"principal\"\n"
+    ));
+    assert_eq!(p[0].path, "site[0].cache.principal-header");
+    assert!(p[0].line.is_some());
 }
 
 #[test]

@@ -74,9 +74,6 @@ pub async fn lookup(
         Decision::Cache(cp) => cp,
     };
     let policy = &site.config.cache;
-    let fallback = cache
-        .get(&cp.key)
-        .filter(|e| e.stored.elapsed() < e.ttl + e.stale_if_error);
     let refetch = policy.allow_client_no_cache && client_says_no_cache(session);
     let leader = if refetch {
         cache.claim_refresh(&cp.key)
@@ -97,6 +94,10 @@ pub async fn lookup(
             Lookup::Miss => None,
         }
     };
+    // An expired entry still within stale-if-error answers if the upstream fails.
+    let fallback = cache
+        .get(&cp.key)
+        .filter(|e| e.stored.elapsed() < e.ttl + e.stale_if_error);
     ctx.cache_status = Some(Status::Miss);
     ctx.cache = Some(CacheState {
         plan: cp.clone(),
@@ -123,8 +124,11 @@ fn client_says_no_cache(session: &Session) -> bool {
 }
 
 async fn write_entry(session: &mut Session, e: &Entry, status: Status) -> pingora::Result<()> {
+    // The stored header already says HIT.
     let mut h = e.header.clone();
-    h.insert_header("x-cache", status.header())?;
+    if status != Status::Hit {
+        h.insert_header("x-cache", status.header())?;
+    }
     h.insert_header(http::header::AGE, e.age_secs().to_string())?;
     session.write_response_header(Box::new(h), false).await?;
     session
@@ -190,7 +194,7 @@ pub fn upstream_response(ctx: &mut RequestCtx, resp: &mut ResponseHeader) -> pin
     if status >= 500 {
         if let Some(stale) = state.fallback.take() {
             let mut h = stale.header.clone();
-            h.insert_header("x-cache", Status::Stale.header())?;
+            h.insert_header("x-cache", "STALE")?;
             h.insert_header(http::header::AGE, stale.age_secs().to_string())?;
             *resp = h;
             state.replacing = Some(stale);

@@ -1,0 +1,74 @@
+//! The cache's hot paths: normalize + key a 2 KB operation with variables (the work of a first
+//! request), the raw-request hash that lets repeated requests skip it, and a hit lookup.
+//!
+//!   cargo bench --bench cache
+//!
+//! Last figures: see the closing note of issue 4.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use graphfront::cache::key::{raw_key, response_key};
+use graphfront::cache::{Lookup, ResponseCache};
+use graphfront::config::cache::Scope;
+use graphfront::graphql::{analyze_normalized, GraphqlRequest};
+
+fn operation(target: usize) -> String {
+    let mut q = String::from(
+        "query Feed($id: ID!, $limit: Int, $after: String) {\n  getPost(id: $id) { ...P }\n",
+    );
+    let mut i = 0;
+    while q.len() < target - 120 {
+        q += &format!(
+            "  l{i}: listPosts(limit: $limit) {{ id title ... on Post {{ author }} ...P }}\n"
+        );
+        i += 1;
+    }
+    q += "}\nfragment P on Post { id title content version }\n";
+    serde_json::json!({
+        "query": q,
+        "operationName": "Feed",
+        "variables": { "limit": 10, "id": "1", "after": "cursor-123", "filter": { "b": [1, 2], "a": true } },
+    })
+    .to_string()
+}
+
+fn bench(c: &mut Criterion) {
+    let body = operation(2048);
+    c.bench_function("normalize_and_key/2KB", |b| {
+        b.iter(|| {
+            let req = GraphqlRequest::from_json(black_box(body.as_bytes())).unwrap();
+            let (_, normalized) =
+                analyze_normalized(&req.query, req.operation_name.as_deref()).unwrap();
+            response_key(0, &normalized, req.variables.as_ref(), Scope::Public, None)
+        })
+    });
+    c.bench_function("raw_key/2KB", |b| {
+        b.iter(|| raw_key(0, b"POST", Some(b"token"), black_box(body.as_bytes())))
+    });
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let cache = Arc::new(ResponseCache::new(64 << 20));
+    let key = [7u8; 32];
+    cache.insert_for_bench(
+        key,
+        bytes::Bytes::from_static(br#"{"data":{"hello":"world"}}"#),
+    );
+    c.bench_function("lookup_hit", |b| {
+        b.iter(|| {
+            rt.block_on(async {
+                match cache.lookup(black_box(&key), Duration::from_secs(1)).await {
+                    Lookup::Hit(e, _) => e.body.len(),
+                    _ => unreachable!("the entry is fresh"),
+                }
+            })
+        })
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
