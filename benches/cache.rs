@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use graphfront::cache::key::{raw_key, response_key};
-use graphfront::cache::{Lookup, ResponseCache};
+use graphfront::cache::key::{digest, document_key, raw_key, response_key};
+use graphfront::cache::{Analysed, Lookup, ResponseCache};
 use graphfront::config::cache::Scope;
 use graphfront::graphql::{analyze_normalized, GraphqlRequest};
 
@@ -36,12 +36,46 @@ fn operation(target: usize) -> String {
 
 fn bench(c: &mut Criterion) {
     let body = operation(2048);
-    c.bench_function("normalize_and_key/2KB", |b| {
+    // A document seen for the first time: parse, select, re-print, hash.
+    c.bench_function("normalize_and_key/2KB/first-sight", |b| {
         b.iter(|| {
             let req = GraphqlRequest::from_json(black_box(body.as_bytes())).unwrap();
             let (_, normalized) =
                 analyze_normalized(&req.query, req.operation_name.as_deref()).unwrap();
-            response_key(0, &normalized, req.variables.as_ref(), Scope::Public, None)
+            response_key(
+                0,
+                &digest(&normalized),
+                req.variables.as_ref(),
+                Scope::Public,
+                None,
+            )
+        })
+    });
+    // A known document with (possibly new) variables: the analysed document is memoized.
+    let cache = Arc::new(ResponseCache::new(64 << 20));
+    {
+        let req = GraphqlRequest::from_json(body.as_bytes()).unwrap();
+        let (op, normalized) =
+            analyze_normalized(&req.query, req.operation_name.as_deref()).unwrap();
+        let doc = Arc::new(Analysed {
+            op,
+            normalized: digest(&normalized),
+        });
+        cache.remember_document(document_key(&req.query, req.operation_name.as_deref()), doc);
+    }
+    c.bench_function("normalize_and_key/2KB/known-document", |b| {
+        b.iter(|| {
+            let req = GraphqlRequest::from_json(black_box(body.as_bytes())).unwrap();
+            let doc = cache
+                .document(&document_key(&req.query, req.operation_name.as_deref()))
+                .unwrap();
+            response_key(
+                0,
+                &doc.normalized,
+                req.variables.as_ref(),
+                Scope::Public,
+                None,
+            )
         })
     });
     c.bench_function("raw_key/2KB", |b| {

@@ -19,6 +19,15 @@ use tokio::sync::watch;
 
 pub use key::{CacheKey, RequestPlan};
 
+use crate::graphql::Operation;
+
+/// A parsed document: its selected operation and the digest of its normalized form.
+#[derive(Debug)]
+pub struct Analysed {
+    pub op: Operation,
+    pub normalized: [u8; 32],
+}
+
 use crate::metrics;
 
 /// A cached response, ready to be written.
@@ -127,6 +136,7 @@ type DigestState = std::hash::BuildHasherDefault<DigestHasher>;
 pub struct ResponseCache {
     entries: Cache<CacheKey, Arc<Entry>, DigestState>,
     plans: Cache<[u8; 32], Arc<RequestPlan>, DigestState>,
+    documents: Cache<[u8; 32], Arc<Analysed>, DigestState>,
     inflight: Mutex<HashMap<CacheKey, watch::Receiver<()>>>,
 }
 
@@ -170,9 +180,16 @@ impl ResponseCache {
             .max_capacity(100_000)
             .time_to_idle(Duration::from_secs(600))
             .build_with_hasher(DigestState::default());
+        // Analysed documents, by query text and operation name: a known document with new
+        // variables is keyed without parsing it again.
+        let documents = Cache::builder()
+            .max_capacity(10_000)
+            .time_to_idle(Duration::from_secs(3600))
+            .build_with_hasher(DigestState::default());
         Self {
             entries,
             plans,
+            documents,
             inflight: Mutex::new(HashMap::new()),
         }
     }
@@ -183,6 +200,14 @@ impl ResponseCache {
 
     pub fn remember_plan(&self, raw: [u8; 32], plan: Arc<RequestPlan>) {
         self.plans.insert(raw, plan);
+    }
+
+    pub fn document(&self, key: &[u8; 32]) -> Option<Arc<Analysed>> {
+        self.documents.get(key)
+    }
+
+    pub fn remember_document(&self, key: [u8; 32], doc: Arc<Analysed>) {
+        self.documents.insert(key, doc);
     }
 
     pub fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {

@@ -59,10 +59,34 @@ pub fn raw_key(site: usize, method: &[u8], principal: Option<&[u8]>, raw: &[u8])
     *h.finalize().as_bytes()
 }
 
-/// The key of a response: site, normalized operation, canonical variables and scope.
+/// The memo key of a GraphQL document with its selected operation name.
+pub fn document_key(query: &str, operation_name: Option<&str>) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"graphfront document v1\0");
+    match operation_name {
+        Some(n) => {
+            h.update(&[1]);
+            h.update(&(n.len() as u64).to_le_bytes());
+            h.update(n.as_bytes());
+        }
+        None => {
+            h.update(&[0]);
+        }
+    }
+    h.update(query.as_bytes());
+    *h.finalize().as_bytes()
+}
+
+/// The digest of a normalized operation (what response keys are made of).
+pub fn digest(normalized: &str) -> [u8; 32] {
+    *blake3::hash(normalized.as_bytes()).as_bytes()
+}
+
+/// The key of a response: site, normalized operation (its digest), canonical variables and
+/// scope.
 pub fn response_key(
     site: usize,
-    normalized: &str,
+    normalized: &[u8; 32],
     variables: Option<&Map<String, Value>>,
     scope: Scope,
     principal: Option<&[u8]>,
@@ -70,8 +94,7 @@ pub fn response_key(
     let mut h = blake3::Hasher::new();
     h.update(b"graphfront response v1\0");
     h.update(&(site as u64).to_le_bytes());
-    h.update(&(normalized.len() as u64).to_le_bytes());
-    h.update(normalized.as_bytes());
+    h.update(normalized);
     // serde_json's Map is ordered by key, so this is canonical at every depth.
     let vars = match variables {
         Some(v) if !v.is_empty() => serde_json::to_string(v).unwrap_or_default(),
@@ -104,28 +127,45 @@ mod tests {
         let a = vars(r#"{"a":1,"b":{"y":2,"x":[1,{"q":1,"p":2}]}}"#);
         let b = vars(r#"{"b":{"x":[1,{"p":2,"q":1}],"y":2},"a":1}"#);
         let c = vars(r#"{"a":2,"b":{"y":2,"x":[1,{"q":1,"p":2}]}}"#);
-        let k = |v: &Map<String, Value>| response_key(0, "q", Some(v), Scope::Public, None);
+        let k =
+            |v: &Map<String, Value>| response_key(0, &digest("q"), Some(v), Scope::Public, None);
         assert_eq!(k(&a), k(&b));
         assert_ne!(k(&a), k(&c));
         let empty = Map::new();
         assert_eq!(
-            response_key(0, "q", None, Scope::Public, None),
-            response_key(0, "q", Some(&empty), Scope::Public, None)
+            response_key(0, &digest("q"), None, Scope::Public, None),
+            response_key(0, &digest("q"), Some(&empty), Scope::Public, None)
         );
     }
 
     #[test]
     fn site_scope_and_principal_separate_keys() {
-        let base = response_key(0, "q", None, Scope::Public, None);
-        assert_ne!(base, response_key(1, "q", None, Scope::Public, None));
-        let alice = response_key(0, "q", None, Scope::Principal, Some(b"alice"));
-        let bob = response_key(0, "q", None, Scope::Principal, Some(b"bob"));
+        let base = response_key(0, &digest("q"), None, Scope::Public, None);
+        assert_ne!(
+            base,
+            response_key(1, &digest("q"), None, Scope::Public, None)
+        );
+        let alice = response_key(0, &digest("q"), None, Scope::Principal, Some(b"alice"));
+        let bob = response_key(0, &digest("q"), None, Scope::Principal, Some(b"bob"));
         assert_ne!(alice, bob);
         assert_ne!(alice, base);
         // A public response does not depend on who asked.
         assert_eq!(
             base,
-            response_key(0, "q", None, Scope::Public, Some(b"alice"))
+            response_key(0, &digest("q"), None, Scope::Public, Some(b"alice"))
+        );
+    }
+
+    #[test]
+    fn document_keys_separate_operation_names() {
+        assert_ne!(document_key("{a}", None), document_key("{a}", Some("")));
+        assert_ne!(
+            document_key("{a}", Some("A")),
+            document_key("{a}", Some("B"))
+        );
+        assert_eq!(
+            document_key("{a}", Some("A")),
+            document_key("{a}", Some("A"))
         );
     }
 

@@ -35,7 +35,7 @@ pub fn plan(
     site: usize,
     policy: &CachePolicy,
     op: &Operation,
-    normalized: &str,
+    normalized: &[u8; 32],
     variables: Option<&Map<String, Value>>,
     principal: Option<&[u8]>,
 ) -> Decision {

@@ -10,8 +10,8 @@ use pingora::proxy::Session;
 
 use super::respond::EdgeError;
 use super::SiteRuntime;
-use crate::cache::key::{raw_key, Decision, RequestPlan};
-use crate::cache::{policy, ResponseCache};
+use crate::cache::key::{digest, document_key, raw_key, RequestPlan};
+use crate::cache::{policy, Analysed, ResponseCache};
 use crate::config::{Site, ANALYSED_BODY_LIMIT};
 use crate::graphql::{self, GraphqlRequest, OperationKind};
 
@@ -101,30 +101,32 @@ pub fn plan(
     }
     .map_err(graphql_error)?;
     let op_name = request.operation_name.as_deref();
-    let (op, decision) = if policy.enabled() {
-        let (op, normalized) =
-            graphql::analyze_normalized(&request.query, op_name).map_err(graphql_error)?;
-        let d = policy::plan(
-            site.index,
-            policy,
-            &op,
-            &normalized,
-            request.variables.as_ref(),
-            principal,
-        );
-        (op, d)
-    } else {
-        let op = graphql::analyze(&request.query, op_name).map_err(graphql_error)?;
-        let d = match op.kind {
-            OperationKind::Query => Decision::Pass("no-rule"),
-            OperationKind::Mutation => Decision::Pass("mutation"),
-            OperationKind::Subscription => Decision::Pass("subscription"),
-        };
-        (op, d)
+    let doc_key = document_key(&request.query, op_name);
+    let analysed = match cache.document(&doc_key) {
+        Some(a) => a,
+        None => {
+            let (op, normalized) =
+                graphql::analyze_normalized(&request.query, op_name).map_err(graphql_error)?;
+            let a = Arc::new(Analysed {
+                op,
+                normalized: digest(&normalized),
+            });
+            cache.remember_document(doc_key, a.clone());
+            a
+        }
     };
+    let op = &analysed.op;
+    let decision = policy::plan(
+        site.index,
+        policy,
+        op,
+        &analysed.normalized,
+        request.variables.as_ref(),
+        principal,
+    );
     let plan = Arc::new(RequestPlan {
         kind: op.kind,
-        root_fields: op.root_fields,
+        root_fields: op.root_fields.clone(),
         decision,
     });
     cache.remember_plan(memo, plan.clone());

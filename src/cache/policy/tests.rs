@@ -1,6 +1,8 @@
 use super::*;
 use crate::config::cache::Rule;
 
+const X: [u8; 32] = [1; 32];
+
 fn policy(rules: Vec<Rule>, default_ttl: u64) -> CachePolicy {
     CachePolicy {
         default_ttl: Duration::from_secs(default_ttl),
@@ -48,14 +50,14 @@ fn mutations_subscriptions_and_unmatched_queries_pass() {
     let p = policy(vec![], 0);
     let mut m = query(None, &["a"]);
     m.kind = OperationKind::Mutation;
-    assert_eq!(plan(0, &p, &m, "x", None, None), Decision::Pass("mutation"));
+    assert_eq!(plan(0, &p, &m, &X, None, None), Decision::Pass("mutation"));
     m.kind = OperationKind::Subscription;
     assert_eq!(
-        plan(0, &p, &m, "x", None, None),
+        plan(0, &p, &m, &X, None, None),
         Decision::Pass("subscription")
     );
     assert_eq!(
-        plan(0, &p, &query(None, &["a"]), "x", None, None),
+        plan(0, &p, &query(None, &["a"]), &X, None, None),
         Decision::Pass("no-rule")
     );
 }
@@ -74,7 +76,7 @@ fn overlapping_rules_take_the_smallest_ttl_and_the_union_of_scopes() {
         0,
         &p,
         &query(Some("Get"), &["getPost"]),
-        "x",
+        &X,
         None,
         Some(b"u1"),
     ));
@@ -83,12 +85,12 @@ fn overlapping_rules_take_the_smallest_ttl_and_the_union_of_scopes() {
     assert_eq!(plan_.scope, Scope::Principal);
     // Without a principal, a principal-scoped request is not cached at all.
     assert_eq!(
-        plan(0, &p, &query(Some("Get"), &["getPost"]), "x", None, None),
+        plan(0, &p, &query(Some("Get"), &["getPost"]), &X, None, None),
         Decision::Pass("no-principal")
     );
     // The default applies when no rule matches.
     let d = policy(vec![], 30);
-    let plan_ = cache_plan(plan(0, &d, &query(None, &["z"]), "x", None, None));
+    let plan_ = cache_plan(plan(0, &d, &query(None, &["z"]), &X, None, None));
     assert_eq!(
         (plan_.ttl, plan_.scope),
         (Some(Duration::from_secs(30)), Scope::Public)
@@ -101,7 +103,7 @@ fn type_rules_decide_after_the_response() {
         vec![rule(Matcher::Type("Post".into()), 20, 0, Scope::Public)],
         0,
     );
-    let plan_ = cache_plan(plan(0, &p, &query(None, &["getPost"]), "x", None, None));
+    let plan_ = cache_plan(plan(0, &p, &query(None, &["getPost"]), &X, None, None));
     assert_eq!(plan_.ttl, None);
     let posts: BTreeSet<String> = ["Post".to_string()].into();
     assert_eq!(
@@ -119,7 +121,7 @@ fn type_rules_decide_after_the_response() {
 #[test]
 fn upstream_cache_control_is_honoured_unless_ignored() {
     let mut p = policy(vec![], 60);
-    let plan_ = cache_plan(plan(0, &p, &query(None, &["a"]), "x", None, None));
+    let plan_ = cache_plan(plan(0, &p, &query(None, &["a"]), &X, None, None));
     let none = BTreeSet::new();
     assert_eq!(store(&p, &plan_, &none, Some("no-store")), Err("no-store"));
     assert_eq!(
