@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{gql, site, Edge, SiteCerts, Upstream};
+use common::{gql, post_gql, site, status_and_code, Edge, SiteCerts, Upstream};
 use serde_json::Value;
 
 struct Setup {
@@ -229,27 +229,18 @@ async fn upstream_down_is_502_and_slow_upstream_is_504() {
     let edge = Edge::start(&sites, "").await;
     let client = edge.client(&certs.ca_pem(), &["down.test", "slow.test"], true);
 
-    let r = client
-        .post(edge.url("down.test", "/graphql"))
-        .header("content-type", "application/json")
-        .body(gql("{ hello }"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 502);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(code(&body), "UPSTREAM_UNAVAILABLE", "{body}");
+    let r = post_gql(&client, &edge.url("down.test", "/graphql"), "{ hello }").await;
+    let (status, code) = status_and_code(r.unwrap()).await;
+    assert_eq!((status, code.as_str()), (502, "UPSTREAM_UNAVAILABLE"));
 
-    let r = client
-        .post(edge.url("slow.test", "/graphql"))
-        .header("content-type", "application/json")
-        .body(gql("{ slow(ms: 5000) }"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 504);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(code(&body), "UPSTREAM_TIMEOUT", "{body}");
+    let r = post_gql(
+        &client,
+        &edge.url("slow.test", "/graphql"),
+        "{ slow(ms: 5000) }",
+    )
+    .await;
+    let (status, code) = status_and_code(r.unwrap()).await;
+    assert_eq!((status, code.as_str()), (504, "UPSTREAM_TIMEOUT"));
 
     assert_eq!(
         edge.metric("graphfront_upstream_errors_total{kind=\"connect\",site=\"down\"}")
@@ -275,16 +266,9 @@ async fn an_upstream_with_an_untrusted_certificate_is_refused() {
     )
     .await;
     let client = edge.client(&certs.ca_pem(), &["api.test"], true);
-    let r = client
-        .post(edge.url("api.test", "/graphql"))
-        .header("content-type", "application/json")
-        .body(gql("{ hello }"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 502);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(code(&body), "UPSTREAM_TLS_FAILED", "{body}");
+    let r = post_gql(&client, &edge.url("api.test", "/graphql"), "{ hello }").await;
+    let (status, code) = status_and_code(r.unwrap()).await;
+    assert_eq!((status, code.as_str()), (502, "UPSTREAM_TLS_FAILED"));
     assert_eq!(up.recorder.count(), 0);
 }
 

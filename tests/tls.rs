@@ -21,12 +21,16 @@ async fn two_sites(extra: &str) -> (Upstream, SiteCerts, Edge) {
 }
 
 async fn hello(client: &reqwest::Client, url: &str) -> reqwest::Result<reqwest::Response> {
-    client
-        .post(url)
-        .header("content-type", "application/json")
-        .body(gql("{ hello }"))
-        .send()
+    common::post_gql(client, url, "{ hello }").await
+}
+
+/// The status of `{ hello }` on a new connection of `client` to `domain`.
+async fn hello_status(edge: &Edge, client: &reqwest::Client, domain: &str) -> u16 {
+    hello(client, &edge.url(domain, "/graphql"))
         .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 #[tokio::test]
@@ -107,13 +111,7 @@ async fn wait_until_served_by(edge: &Edge, ca: &TestCa, domain: &str) {
 async fn a_changed_certificate_file_is_served_without_restart() {
     let (_up, certs, edge) = two_sites("[tls]\nreload-interval = \"100ms\"").await;
     let old_client = edge.client(&certs.ca_pem(), &["a.test"], true);
-    assert_eq!(
-        hello(&old_client, &edge.url("a.test", "/graphql"))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(hello_status(&edge, &old_client, "a.test").await, 200);
 
     let new_ca = TestCa::new();
     common::write_pair(&new_ca, certs.dir.path(), "a", &["a.test"]);
@@ -126,13 +124,7 @@ async fn a_changed_certificate_file_is_served_without_restart() {
         .is_err());
     // The other site is untouched.
     let b = edge.client(&certs.ca_pem(), &["x.b.test"], true);
-    assert_eq!(
-        hello(&b, &edge.url("x.b.test", "/graphql"))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(hello_status(&edge, &b, "x.b.test").await, 200);
 }
 
 #[tokio::test]
@@ -153,13 +145,7 @@ async fn the_admin_api_reloads_certificates_and_a_bad_pair_keeps_the_old_one() {
         "{body}"
     );
     let client = edge.client(&certs.ca_pem(), &["a.test"], true);
-    assert_eq!(
-        hello(&client, &edge.url("a.test", "/graphql"))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(hello_status(&edge, &client, "a.test").await, 200);
 
     // A good new pair is swapped in by the API call at once.
     let new_ca = TestCa::new();
@@ -167,13 +153,7 @@ async fn the_admin_api_reloads_certificates_and_a_bad_pair_keeps_the_old_one() {
     let r = admin.post(&reload).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let client = edge.client(&new_ca.ca_pem(), &["a.test"], true);
-    assert_eq!(
-        hello(&client, &edge.url("a.test", "/graphql"))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(hello_status(&edge, &client, "a.test").await, 200);
 }
 
 #[tokio::test]

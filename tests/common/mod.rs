@@ -302,3 +302,28 @@ key = "{}"
 pub fn gql(query: &str) -> String {
     serde_json::json!({ "query": query }).to_string()
 }
+
+/// POST `query` as GraphQL JSON to `url`.
+pub async fn post_gql(
+    client: &reqwest::Client,
+    url: &str,
+    query: &str,
+) -> reqwest::Result<reqwest::Response> {
+    client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(gql(query))
+        .send()
+        .await
+}
+
+/// The status and GraphQL error code of a response.
+pub async fn status_and_code(r: reqwest::Response) -> (u16, String) {
+    let status = r.status().as_u16();
+    let body: serde_json::Value = r.json().await.unwrap_or_default();
+    let code = body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    (status, code)
+}
