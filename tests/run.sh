@@ -16,10 +16,10 @@ fi
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
+# The benches must keep compiling and running (one pass each, no figures asserted).
+cargo bench --locked --bench graphql --bench cache -- --test
 if command -v cargo-nextest >/dev/null; then
   cargo nextest run --locked --no-fail-fast
 else
   cargo test --locked --no-fail-fast
 fi
-# The benches must keep compiling and running (a quick pass, no figures asserted).
-cargo bench --locked --bench graphql -- --test
