@@ -58,7 +58,11 @@ pub struct RequestCtx {
     cache_status: Option<caching::Status>,
     /// Whether the collected response was stored, or why not.
     stored: Option<Result<(), &'static str>>,
+    connect_failures: usize,
 }
+
+/// Connection attempts per request when the upstream's name has several addresses.
+const MAX_CONNECT_ATTEMPTS: usize = 3;
 
 impl Edge {
     pub fn new(
@@ -159,6 +163,7 @@ impl ProxyHttp for Edge {
             cache: None,
             cache_status: None,
             stored: None,
+            connect_failures: 0,
         }
     }
 
@@ -211,6 +216,9 @@ impl ProxyHttp for Edge {
             Ok(Raw::Unanalysed) => {
                 ctx.unanalysed = true;
                 site.unanalysed.inc();
+                if site.config.cache.enabled() {
+                    ctx.cache_status = Some(caching::Status::Pass("unanalysed"));
+                }
                 return Ok(false);
             }
             Err(e) => return self.reject(session, ctx, e).await,
@@ -248,6 +256,34 @@ impl ProxyHttp for Edge {
             ctx.failure = Some(FailureKind::Dns);
             Error::explain(ErrorType::Custom("dns"), e.to_string())
         })
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // A name with several addresses (AppSync has many; `localhost` may be ::1 and
+        // 127.0.0.1): try the next one before failing the request.
+        ctx.connect_failures += 1;
+        let addresses = ctx.site.as_ref().map_or(1, |s| {
+            if ctx.realtime {
+                &s.realtime
+            } else {
+                &s.upstream
+            }
+            .address_count()
+        });
+        let retryable = matches!(
+            FailureKind::of(&e),
+            FailureKind::Connect | FailureKind::Timeout
+        );
+        if retryable && ctx.connect_failures < addresses.min(MAX_CONNECT_ATTEMPTS) {
+            e.set_retry(true);
+        }
+        e
     }
 
     async fn upstream_request_filter(

@@ -135,6 +135,14 @@ impl Upstream {
         &self.endpoint
     }
 
+    /// How many addresses the last lookup gave (1 for an IP address).
+    pub fn address_count(&self) -> usize {
+        if self.fixed_ip.is_some() {
+            return 1;
+        }
+        self.cache.load().as_ref().map_or(1, |r| r.addrs.len())
+    }
+
     /// A peer for one request: the template with a resolved address (round-robin over the
     /// addresses of the last lookup). A failed lookup keeps using the last good addresses.
     pub async fn peer(&self) -> Result<Box<HttpPeer>, UpstreamError> {

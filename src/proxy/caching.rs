@@ -191,7 +191,12 @@ pub fn upstream_response(ctx: &mut RequestCtx, resp: &mut ResponseHeader) -> pin
         return Ok(());
     };
     let status = resp.status.as_u16();
-    if status >= 500 {
+    // Replace a 5xx only when a body follows (the stale body is sent in its place at its end).
+    let has_body = resp.headers.get(http::header::CONTENT_LENGTH).map_or(
+        resp.headers.contains_key(http::header::TRANSFER_ENCODING),
+        |v| v.as_bytes() != b"0",
+    );
+    if status >= 500 && has_body {
         if let Some(stale) = state.fallback.take() {
             let mut h = stale.header.clone();
             h.insert_header("x-cache", "STALE")?;
