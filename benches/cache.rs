@@ -40,11 +40,10 @@ fn bench(c: &mut Criterion) {
     c.bench_function("normalize_and_key/2KB/first-sight", |b| {
         b.iter(|| {
             let req = GraphqlRequest::from_json(black_box(body.as_bytes())).unwrap();
-            let (_, normalized) =
-                analyze_normalized(&req.query, req.operation_name.as_deref()).unwrap();
+            let a = analyze_normalized(&req.query, req.operation_name.as_deref()).unwrap();
             response_key(
                 0,
-                &digest(&normalized),
+                &digest(&a.normalized),
                 req.variables.as_ref(),
                 Scope::Public,
                 None,
@@ -55,11 +54,11 @@ fn bench(c: &mut Criterion) {
     let cache = Arc::new(ResponseCache::new(64 << 20));
     {
         let req = GraphqlRequest::from_json(body.as_bytes()).unwrap();
-        let (op, normalized) =
-            analyze_normalized(&req.query, req.operation_name.as_deref()).unwrap();
+        let a = analyze_normalized(&req.query, req.operation_name.as_deref()).unwrap();
         let doc = Arc::new(Analysed {
-            op,
-            normalized: digest(&normalized),
+            op: a.op,
+            normalized: digest(&a.normalized),
+            complexity: a.complexity,
         });
         cache.remember_document(document_key(&req.query, req.operation_name.as_deref()), doc);
     }

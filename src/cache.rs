@@ -19,13 +19,14 @@ use tokio::sync::watch;
 
 pub use key::{CacheKey, RequestPlan};
 
-use crate::graphql::Operation;
+use crate::graphql::{Complexity, Operation};
 
 /// A parsed document: its selected operation and the digest of its normalized form.
 #[derive(Debug)]
 pub struct Analysed {
     pub op: Operation,
     pub normalized: [u8; 32],
+    pub complexity: Complexity,
 }
 
 use crate::metrics;

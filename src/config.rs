@@ -91,6 +91,7 @@ pub struct Site {
     pub upstream_h2: bool,
     pub timeouts: Timeouts,
     pub cache: cache::CachePolicy,
+    pub limits: crate::graphql::Limits,
 }
 
 /// An upstream URL taken apart.
@@ -408,6 +409,7 @@ impl Validator<'_> {
             upstream_h2: s.upstream_h2,
             timeouts: (&s.timeouts).into(),
             cache,
+            limits: limits_of(&s.limits),
         })
     }
 
@@ -419,6 +421,21 @@ impl Validator<'_> {
                 None
             }
         }
+    }
+}
+
+fn limits_of(l: &file::LimitsFile) -> crate::graphql::Limits {
+    fn some<T: PartialEq + Default>(v: T) -> Option<T> {
+        (v != T::default()).then_some(v)
+    }
+    crate::graphql::Limits {
+        max_depth: some(l.max_depth),
+        max_aliases: some(l.max_aliases),
+        max_root_fields: some(l.max_root_fields),
+        max_fields: some(l.max_fields),
+        max_directives: some(l.max_directives_per_field),
+        max_tokens: some(l.max_tokens),
+        introspection: l.introspection,
     }
 }
 

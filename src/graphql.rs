@@ -1,7 +1,11 @@
 //! GraphQL over HTTP as the edge understands it: the request (POST JSON or GET parameters),
 //! the document parsed with graphql-parser, and the selected operation classified.
 
-use std::collections::HashSet;
+mod limits;
+
+use std::collections::{HashMap, HashSet};
+
+pub use limits::{count_tokens, Complexity, Limits};
 
 use graphql_parser::query::{
     Definition, Document, FragmentDefinition, OperationDefinition, Selection, SelectionSet,
@@ -156,25 +160,39 @@ pub fn analyze(query: &str, operation_name: Option<&str>) -> Result<Operation, G
 pub fn analyze_normalized(
     query: &str,
     operation_name: Option<&str>,
-) -> Result<(Operation, String), GraphqlError> {
+) -> Result<Analysis, GraphqlError> {
     let doc = parse(query)?;
     let (op, def) = classify(&doc, operation_name)?;
     let fragments = fragments_of(&doc);
-    let mut used = std::collections::BTreeSet::new();
+    let by_name: HashMap<&str, &FragmentDefinition<'_, &str>> =
+        fragments.iter().map(|f| (f.name, *f)).collect();
     let top = match def {
         OperationDefinition::SelectionSet(s) => s,
         OperationDefinition::Query(q) => &q.selection_set,
         OperationDefinition::Mutation(m) => &m.selection_set,
         OperationDefinition::Subscription(s) => &s.selection_set,
     };
-    collect_spreads(top, &fragments, &mut used);
+    let complexity = limits::measure(query, top, &fragments, op.root_fields.len());
     let mut text = def.to_string();
-    for name in used {
-        if let Some(f) = fragments.iter().find(|f| f.name == name) {
+    for name in used_fragments(top, &by_name) {
+        if let Some(f) = by_name.get(name) {
             text.push_str(&f.to_string());
         }
     }
-    Ok((op, text))
+    Ok(Analysis {
+        op,
+        normalized: text,
+        complexity,
+    })
+}
+
+/// What [`analyze_normalized`] finds.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    pub op: Operation,
+    /// The selected operation and the fragments it uses, printed canonically.
+    pub normalized: String,
+    pub complexity: Complexity,
 }
 
 fn parse(query: &str) -> Result<Document<'_, &str>, GraphqlError> {
@@ -218,6 +236,7 @@ fn classify<'d, 'a>(
         &mut seen_fragments,
         &mut seen_fields,
         &mut root_fields,
+        0,
     );
     let op = Operation {
         kind,
@@ -227,25 +246,30 @@ fn classify<'d, 'a>(
     Ok((op, def))
 }
 
-/// Names of the fragments a selection set spreads, at any depth, following fragments.
-fn collect_spreads<'a>(
-    set: &SelectionSet<'a, &'a str>,
-    fragments: &[&FragmentDefinition<'a, &'a str>],
-    used: &mut std::collections::BTreeSet<&'a str>,
-) {
-    for item in &set.items {
-        match item {
-            Selection::Field(f) => collect_spreads(&f.selection_set, fragments, used),
-            Selection::InlineFragment(i) => collect_spreads(&i.selection_set, fragments, used),
-            Selection::FragmentSpread(s) => {
-                if used.insert(s.fragment_name) {
-                    if let Some(f) = fragments.iter().find(|f| f.name == s.fragment_name) {
-                        collect_spreads(&f.selection_set, fragments, used);
+/// Names of the fragments a selection set spreads, at any depth, following fragments (a work
+/// list, not recursion: fragment chains can be long).
+fn used_fragments<'d, 'a>(
+    top: &'d SelectionSet<'a, &'a str>,
+    fragments: &HashMap<&'a str, &'d FragmentDefinition<'a, &'a str>>,
+) -> std::collections::BTreeSet<&'a str> {
+    let mut used = std::collections::BTreeSet::new();
+    let mut todo = vec![top];
+    while let Some(set) = todo.pop() {
+        for item in &set.items {
+            match item {
+                Selection::Field(f) => todo.push(&f.selection_set),
+                Selection::InlineFragment(i) => todo.push(&i.selection_set),
+                Selection::FragmentSpread(s) => {
+                    if used.insert(s.fragment_name) {
+                        if let Some(f) = fragments.get(s.fragment_name) {
+                            todo.push(&f.selection_set);
+                        }
                     }
                 }
             }
         }
     }
+    used
 }
 
 fn syntax_message(e: graphql_parser::query::ParseError) -> String {
@@ -296,7 +320,12 @@ fn collect_root_fields<'a>(
     seen_fragments: &mut HashSet<&'a str>,
     seen_fields: &mut HashSet<&'a str>,
     out: &mut Vec<String>,
+    nesting: usize,
 ) {
+    // Deeper chains of root-level fragments are refused by the limits (FRAGMENT_CYCLE).
+    if nesting > 64 {
+        return;
+    }
     for item in &set.items {
         match item {
             Selection::Field(f) => {
@@ -310,6 +339,7 @@ fn collect_root_fields<'a>(
                 seen_fragments,
                 seen_fields,
                 out,
+                nesting + 1,
             ),
             Selection::FragmentSpread(s) => {
                 // Each fragment is expanded once: cycles and repeats cannot recurse forever.
@@ -323,6 +353,7 @@ fn collect_root_fields<'a>(
                         seen_fragments,
                         seen_fields,
                         out,
+                        nesting + 1,
                     )
                 }
             }

@@ -350,3 +350,41 @@ async fn upstream_h2_is_negotiated_when_configured() {
     assert_eq!(h1.post(gql("{ hello }")).await.0, 200);
     assert_eq!(h1.up.recorder.requests()[0].version, http::Version::HTTP_11);
 }
+
+#[tokio::test]
+async fn operations_over_the_limits_are_refused_at_the_edge() {
+    let s = setup("[site.limits]\nmax-depth = 2\nintrospection = false\n").await;
+    assert_eq!(s.post(gql("{ getPost(id: \"1\") { id } }")).await.0, 200);
+    let before = s.up.recorder.count();
+    for (query, want) in [
+        (
+            "{ getPost(id: \"1\") { id ...F } } fragment F on Post { id }",
+            None,
+        ),
+        (
+            "{ a: getPost(id: \"1\") { ...F } } fragment F on Post { x { y } }",
+            Some("LIMIT_DEPTH"),
+        ),
+        (
+            "{ __type(name: \"Post\") { name } }",
+            Some("INTROSPECTION_DISABLED"),
+        ),
+        (
+            "{ ...A } fragment A on Query { ...B } fragment B on Query { ...A }",
+            Some("FRAGMENT_CYCLE"),
+        ),
+    ] {
+        let (status, body) = s.post(gql(query)).await;
+        match want {
+            None => assert_eq!(status, 200, "{query}: {body}"),
+            Some(code_) => {
+                assert_eq!((status, code(&body)), (400, code_), "{query}: {body}");
+            }
+        }
+    }
+    assert_eq!(
+        s.up.recorder.count(),
+        before + 1,
+        "refused operations never reach the upstream"
+    );
+}

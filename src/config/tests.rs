@@ -172,11 +172,26 @@ tls = { cert = "c.pem", key = "k.pem" }
     }
     assert!(p.iter().all(|p| p.line.is_some()), "{p:?}");
     // Secrets in URLs are not echoed back.
-    assert!(!p.iter().any(|p| p.message.contains("pw")), "{p:?}");
+    assert!(!p.iter().any(|p| p.message.contains("user:pw")), "{p:?}");
 }
 
 #[test]
 fn fallback_site_must_exist() {
     let p = problems(&format!("[tls]\nfallback-site = \"nope\"\n{MINIMAL}"));
     assert_eq!(p[0].path, "tls.fallback-site");
+}
+
+#[test]
+fn url_credentials_are_never_echoed() {
+    for url in [
+        "ftp://user:s3cret@up.test/graphql",
+        "https://user:s3cret@/graphql",
+    ] {
+        let p = problems(&MINIMAL.replace(
+            "https://abc.appsync-api.eu-west-1.amazonaws.com/graphql",
+            url,
+        ));
+        assert_eq!(p[0].path, "site[0].upstream");
+        assert!(!p[0].message.contains("s3cret"), "{}", p[0]);
+    }
 }

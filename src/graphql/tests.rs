@@ -150,13 +150,133 @@ fn get_parameters() {
 fn normalization_ignores_layout_comments_and_unused_definitions() {
     let a = "query Get($id: ID!) { getPost(id: $id) { ...F } } fragment F on Post { id title ...G } fragment G on Post { author } fragment Unused on Post { x }";
     let b = "# a comment\nfragment G on Post { author }\nquery Other { hello }\n\nquery Get($id: ID!) {\n  getPost(id: $id) {\n    ...F\n  }\n}\nfragment F on Post {\n id\n title ...G }";
-    let (op_a, na) = analyze_normalized(a, Some("Get")).unwrap();
-    let (op_b, nb) = analyze_normalized(b, Some("Get")).unwrap();
+    let (ra, rb) = (
+        analyze_normalized(a, Some("Get")).unwrap(),
+        analyze_normalized(b, Some("Get")).unwrap(),
+    );
+    let (op_a, na, op_b, nb) = (ra.op, ra.normalized, rb.op, rb.normalized);
     assert_eq!(na, nb);
     assert_eq!(op_a, op_b);
     assert!(!na.contains("Unused") && !na.contains("Other"), "{na}");
     // A different selection normalizes differently.
-    let (_, nc) =
-        analyze_normalized("query Get($id: ID!) { getPost(id: $id) { id } }", None).unwrap();
+    let nc = analyze_normalized("query Get($id: ID!) { getPost(id: $id) { id } }", None)
+        .unwrap()
+        .normalized;
     assert_ne!(na, nc);
+}
+
+fn complexity(q: &str) -> Complexity {
+    analyze_normalized(q, None).unwrap().complexity
+}
+
+fn limits() -> Limits {
+    Limits {
+        max_depth: Some(3),
+        max_aliases: Some(2),
+        max_root_fields: Some(2),
+        max_fields: Some(6),
+        max_directives: Some(1),
+        max_tokens: Some(40),
+        introspection: false,
+    }
+}
+
+fn verdict(q: &str) -> Result<(), &'static str> {
+    limits().check(&complexity(q)).map_err(|(code, _)| code)
+}
+
+#[test]
+fn each_limit_at_its_bound_and_one_past() {
+    // depth 3 passes, 4 does not (fragments count where they are spread)
+    assert_eq!(verdict("{ a { b { c } } }"), Ok(()));
+    assert_eq!(verdict("{ a { b { c { d } } } }"), Err("LIMIT_DEPTH"));
+    assert_eq!(
+        verdict("{ a { ...F } } fragment F on T { b { c { d } } }"),
+        Err("LIMIT_DEPTH")
+    );
+    // aliases
+    assert_eq!(verdict("{ x: a y: b }"), Ok(()));
+    assert_eq!(verdict("{ x: a y: b { z: c } }"), Err("LIMIT_ALIASES"));
+    // root fields
+    assert_eq!(verdict("{ a b }"), Ok(()));
+    assert_eq!(verdict("{ a b c }"), Err("LIMIT_ROOT_FIELDS"));
+    // fields after expansion: F has 3 fields, spread twice → 1 + 3 + 1 + 3 = 8
+    assert_eq!(verdict("{ a { ...F } } fragment F on T { b c d }"), Ok(()));
+    assert_eq!(
+        verdict("{ a { ...F } b { ...F } } fragment F on T { b c d }"),
+        Err("LIMIT_FIELDS")
+    );
+    // directives on one selection
+    assert_eq!(verdict("{ a @include(if: true) }"), Ok(()));
+    assert_eq!(
+        verdict("{ a @include(if: true) @skip(if: false) }"),
+        Err("LIMIT_DIRECTIVES")
+    );
+    // tokens: `{ a }` is 3
+    let long = format!("{{ {} }}", "a ".repeat(38));
+    assert_eq!(count_tokens(&long), 40);
+    assert_eq!(
+        limits().check(&Complexity {
+            tokens: 40,
+            ..Default::default()
+        }),
+        Ok(())
+    );
+    assert_eq!(
+        verdict(&format!("{{ {} }}", "a ".repeat(39))),
+        Err("LIMIT_TOKENS")
+    );
+    // introspection
+    assert_eq!(verdict("{ __typename }"), Ok(()));
+    assert_eq!(
+        verdict("{ __schema { types { name } } }"),
+        Err("INTROSPECTION_DISABLED")
+    );
+    assert_eq!(
+        verdict("{ a { __type(name: \"T\") { name } } }"),
+        Err("INTROSPECTION_DISABLED")
+    );
+}
+
+#[test]
+fn fragment_cycles_are_refused() {
+    assert_eq!(
+        verdict("{ ...A } fragment A on Q { a ...B } fragment B on Q { ...A }"),
+        Err("FRAGMENT_CYCLE")
+    );
+    assert_eq!(
+        verdict("{ ...A } fragment A on Q { ...A }"),
+        Err("FRAGMENT_CYCLE")
+    );
+}
+
+#[test]
+fn a_fragment_bomb_is_measured_in_linear_time() {
+    // Each fragment spreads the previous one 10 times: 10^40 fields once expanded.
+    let mut q = String::from("{ ...F40 } fragment F0 on Q { a }\n");
+    for i in 1..=40 {
+        q += &format!(
+            "fragment F{i} on Q {{ {} }}\n",
+            format!("...F{} ", i - 1).repeat(10)
+        );
+    }
+    let started = std::time::Instant::now();
+    let c = complexity(&q);
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    assert_eq!(c.fields, u64::MAX, "saturated, not overflowed");
+    assert_eq!(verdict(&q), Err("LIMIT_TOKENS"));
+    let relaxed = Limits {
+        max_tokens: None,
+        ..limits()
+    };
+    assert_eq!(relaxed.check(&c).map_err(|e| e.0), Err("LIMIT_FIELDS"));
+}
+
+#[test]
+fn token_counting() {
+    assert_eq!(
+        count_tokens("query Q($a: Int = 1) { f(x: \"s{}\", y: [1, 2.5e3]) # comment {\n ...F }"),
+        26
+    );
+    assert_eq!(count_tokens("{ a(s: \"\"\"block \" { } \"\"\") }"), 8);
 }

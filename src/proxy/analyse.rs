@@ -105,16 +105,22 @@ pub fn plan(
     let analysed = match cache.document(&doc_key) {
         Some(a) => a,
         None => {
-            let (op, normalized) =
+            let analysis =
                 graphql::analyze_normalized(&request.query, op_name).map_err(graphql_error)?;
             let a = Arc::new(Analysed {
-                op,
-                normalized: digest(&normalized),
+                op: analysis.op,
+                normalized: digest(&analysis.normalized),
+                complexity: analysis.complexity,
             });
             cache.remember_document(doc_key, a.clone());
             a
         }
     };
+    // Limits differ per site; the measure is the document's.
+    site.config
+        .limits
+        .check(&analysed.complexity)
+        .map_err(|(code, message)| EdgeError::new(400, code, message))?;
     let op = &analysed.op;
     let decision = policy::plan(
         site.index,
