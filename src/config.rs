@@ -2,6 +2,7 @@
 //! graphfront uses. Every error names the key path and the line; no error echoes a secret.
 
 pub mod cache;
+pub mod cors;
 mod file;
 mod locate;
 
@@ -92,6 +93,9 @@ pub struct Site {
     pub timeouts: Timeouts,
     pub cache: cache::CachePolicy,
     pub limits: crate::graphql::Limits,
+    pub cors: Option<cors::Cors>,
+    pub csrf: bool,
+    pub csrf_required_headers: Vec<http::HeaderName>,
 }
 
 /// An upstream URL taken apart.
@@ -392,6 +396,17 @@ impl Validator<'_> {
             }
         }
         let cache = self.cache_policy(at.key("cache"), &s.cache);
+        let cors = s.cors.as_ref().and_then(|c| self.cors(at.key("cors"), c));
+        let mut csrf_required_headers = Vec::new();
+        for (i, h) in s.csrf_required_headers.iter().enumerate() {
+            match http::HeaderName::try_from(h.as_str()) {
+                Ok(name) => csrf_required_headers.push(name),
+                Err(_) => self.problem(
+                    at.key("csrf-required-headers").index(i),
+                    format!("`{h}` is not a header name"),
+                ),
+            }
+        }
         if self.problems.len() > before {
             return None;
         }
@@ -410,6 +425,9 @@ impl Validator<'_> {
             timeouts: (&s.timeouts).into(),
             cache,
             limits: limits_of(&s.limits),
+            cors,
+            csrf: s.csrf,
+            csrf_required_headers,
         })
     }
 

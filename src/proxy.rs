@@ -12,6 +12,7 @@
 mod access;
 mod analyse;
 mod caching;
+mod cors;
 mod forward;
 pub mod respond;
 mod site;
@@ -136,6 +137,8 @@ impl Edge {
         e: EdgeError,
     ) -> pingora::Result<bool> {
         ctx.rejected = Some(e.code);
+        let mut e = e;
+        e.headers.extend(cors_headers(session, ctx));
         let site = ctx.site.as_ref().map_or("none", |s| s.config.name.as_str());
         metrics::get()
             .rejections
@@ -178,6 +181,11 @@ impl ProxyHttp for Edge {
             Err(e) => return self.reject(session, ctx, e).await,
         };
         ctx.site = Some(site.clone());
+        if let Some(policy) = &site.config.cors {
+            if cors::preflight(session, policy).await? {
+                return Ok(true);
+            }
+        }
         let path = session.req_header().uri.path();
         if path == site.config.realtime_path {
             if session.is_upgrade_req() {
@@ -196,6 +204,11 @@ impl ProxyHttp for Edge {
             return self.reject(session, ctx, e).await;
         }
         let method = session.req_header().method.clone();
+        if matches!(method, http::Method::GET | http::Method::POST) && !session.is_upgrade_req() {
+            if let Err(e) = cors::check_csrf(session, &site.config) {
+                return self.reject(session, ctx, e).await;
+            }
+        }
         let raw = match method {
             http::Method::POST => analyse::read_post(session, &site.config).await,
             // WebSocket on the GraphQL path (graphql-ws clients): forwarded as is.
@@ -333,6 +346,9 @@ impl ProxyHttp for Edge {
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
+        for (k, v) in cors_headers(session, ctx) {
+            upstream_response.insert_header(k, v)?;
+        }
         caching::response(session, ctx, upstream_response)
     }
 
@@ -394,6 +410,14 @@ impl ProxyHttp for Edge {
         // Upstream failures are counted and logged once by the access log; client aborts are
         // routine at the edge.
         ctx.failure.is_some() || ctx.rejected.is_some() || is_client_abort(e)
+    }
+}
+
+/// The CORS headers this request's Origin gets from its site (none without a policy).
+fn cors_headers(session: &Session, ctx: &RequestCtx) -> Vec<(http::HeaderName, http::HeaderValue)> {
+    match ctx.site.as_ref().and_then(|s| s.config.cors.as_ref()) {
+        Some(c) => c.headers_for(session.req_header().headers.get(http::header::ORIGIN)),
+        None => Vec::new(),
     }
 }
 

@@ -111,8 +111,21 @@ async fn forwards_over_h1_and_h2_with_host_path_and_forwarded_headers() {
 async fn get_queries_pass_and_get_mutations_are_refused() {
     let s = setup("").await;
     let client = s.client(true);
+    // A bare GET is what a cross-site <img> or link sends: refused (CSRF prevention).
     let r = client
         .get(s.url())
+        .query(&[("query", "{ getPost(id: \"2\") { id } }")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        status_and_code(r).await,
+        (400, "CSRF_PREVENTED".to_string())
+    );
+    assert_eq!(s.up.recorder.count(), 0);
+    let r = client
+        .get(s.url())
+        .header("apollo-require-preflight", "true")
         .query(&[("query", "{ getPost(id: \"2\") { id } }")])
         .send()
         .await
@@ -131,6 +144,7 @@ async fn get_queries_pass_and_get_mutations_are_refused() {
     let before = s.up.recorder.count();
     let r = client
         .get(s.url())
+        .header("x-apollo-operation-name", "Touch")
         .query(&[("query", "mutation { touchPost(id: \"1\") { id } }")])
         .send()
         .await
@@ -387,4 +401,88 @@ async fn operations_over_the_limits_are_refused_at_the_edge() {
         before + 1,
         "refused operations never reach the upstream"
     );
+}
+
+#[tokio::test]
+async fn cors_preflights_are_answered_at_the_edge_for_allowed_origins() {
+    let s = setup("[site.cors]\nallow-origins = [\"https://app.test\"]\nmax-age = \"5m\"\n").await;
+    let client = s.client(true);
+    let preflight = |origin: &'static str| {
+        client
+            .request(reqwest::Method::OPTIONS, s.url())
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type, x-api-key")
+            .send()
+    };
+    let r = preflight("https://app.test").await.unwrap();
+    assert_eq!(r.status(), 204);
+    let h = |r: &reqwest::Response, n: &str| {
+        r.headers().get(n).map(|v| v.to_str().unwrap().to_string())
+    };
+    assert_eq!(
+        h(&r, "access-control-allow-origin").as_deref(),
+        Some("https://app.test")
+    );
+    assert!(h(&r, "access-control-allow-headers")
+        .unwrap()
+        .contains("x-api-key"));
+    assert_eq!(h(&r, "access-control-max-age").as_deref(), Some("300"));
+    let r = preflight("https://evil.test").await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(h(&r, "access-control-allow-origin"), None);
+    assert_eq!(
+        s.up.recorder.count(),
+        0,
+        "preflights never reach the upstream"
+    );
+
+    // Actual requests from the allowed origin carry the CORS headers, errors included.
+    let post = |origin: &'static str, body: String| {
+        client
+            .post(s.url())
+            .header("origin", origin)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let r = post("https://app.test", gql("{ hello }")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        h(&r, "access-control-allow-origin").as_deref(),
+        Some("https://app.test")
+    );
+    let r = post("https://app.test", gql("{ broken")).await.unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        h(&r, "access-control-allow-origin").as_deref(),
+        Some("https://app.test")
+    );
+    let r = post("https://evil.test", gql("{ hello }")).await.unwrap();
+    assert_eq!(h(&r, "access-control-allow-origin"), None);
+}
+
+#[tokio::test]
+async fn simple_cross_site_posts_are_refused_unless_csrf_is_off() {
+    let s = setup("").await;
+    let form = |client: reqwest::Client, url: String| async move {
+        client
+            .post(url)
+            .header("content-type", "text/plain")
+            .body(gql("mutation { touchPost(id: \"1\") { id } }"))
+            .send()
+            .await
+            .unwrap()
+    };
+    let r = form(s.client(true), s.url()).await;
+    assert_eq!(
+        status_and_code(r).await,
+        (400, "CSRF_PREVENTED".to_string())
+    );
+    assert_eq!(s.up.recorder.count(), 0);
+
+    let off = setup("csrf = false").await;
+    let r = form(off.client(true), off.url()).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(off.up.recorder.count(), 1);
 }

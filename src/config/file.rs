@@ -157,6 +157,69 @@ pub struct SiteFile {
     /// Operation limits checked at the edge (400 with a stable code above them).
     #[serde(default)]
     pub limits: LimitsFile,
+    /// CORS answered at the edge; without this table preflights go to the upstream.
+    #[serde(default)]
+    pub cors: Option<CorsFile>,
+    /// Refuse requests a browser could send cross-site without a preflight (Apollo's
+    /// preventCsrf): a simple content type (or none) and none of `csrf-required-headers`.
+    #[serde(default = "default_true")]
+    pub csrf: bool,
+    /// Headers any of which marks a request as not forgeable cross-site.
+    #[serde(default = "default_csrf_headers")]
+    pub csrf_required_headers: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CorsFile {
+    /// Allowed origins (`https://app.example.com`), or `*` for any.
+    pub allow_origins: Vec<String>,
+    /// Methods allowed cross-origin.
+    #[serde(default = "default_cors_methods")]
+    pub allow_methods: Vec<String>,
+    /// Request headers allowed cross-origin.
+    #[serde(default = "default_cors_headers")]
+    pub allow_headers: Vec<String>,
+    /// Response headers exposed to the page.
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    /// Allow cookies and credentials (not with `*`).
+    #[serde(default)]
+    pub allow_credentials: bool,
+    /// How long browsers may cache a preflight answer.
+    #[serde(default = "default_cors_max_age", with = "humantime_serde")]
+    pub max_age: Duration,
+}
+
+fn default_csrf_headers() -> Vec<String> {
+    [
+        "x-apollo-operation-name",
+        "apollo-require-preflight",
+        "x-api-key",
+        "authorization",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+fn default_cors_methods() -> Vec<String> {
+    ["GET", "POST", "OPTIONS"].map(String::from).to_vec()
+}
+fn default_cors_headers() -> Vec<String> {
+    [
+        "content-type",
+        "authorization",
+        "x-api-key",
+        "x-amz-date",
+        "x-amz-security-token",
+        "x-amz-user-agent",
+        "apollo-require-preflight",
+        "x-apollo-operation-name",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+fn default_cors_max_age() -> Duration {
+    Duration::from_secs(600)
 }
 
 /// Operation limits; 0 means no limit.

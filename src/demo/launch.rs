@@ -81,7 +81,7 @@ Try:
     -d '{{"query":"{{ listPosts {{ id title }} }}"}}'
   curl --cacert {ca} {url} -H 'content-type: application/json' \
     -d '{{"query":"mutation {{ createPost(title: \"hi\") {{ id title }} }}"}}'
-  curl --cacert {ca} '{url}?query=%7B%20getPost(id%3A%20%221%22)%20%7B%20title%20%7D%20%7D'
+  curl --cacert {ca} -H 'apollo-require-preflight: true' '{url}?query=%7B%20getPost(id%3A%20%221%22)%20%7B%20title%20%7D%20%7D'
   curl --cacert {ca} {url} -H 'content-type: application/json' -d '{{"query":"{{ broken"}}'   # 400 at the edge
   curl http://127.0.0.1:{admin_port}/metrics | grep graphfront_
 Subscriptions (graphql-transport-ws): wss://localhost:{port}/graphql/realtime

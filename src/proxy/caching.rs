@@ -81,12 +81,12 @@ pub async fn lookup(
         match cache.lookup(&cp.key, policy.coalesce_wait).await {
             Lookup::Hit(entry, Freshness::Fresh) => {
                 ctx.cache_status = Some(Status::Hit);
-                write_entry(session, &entry, Status::Hit).await?;
+                write_entry(session, site, &entry, Status::Hit).await?;
                 return Ok(true);
             }
             Lookup::Hit(entry, _) => {
                 ctx.cache_status = Some(Status::Stale);
-                write_entry(session, &entry, Status::Stale).await?;
+                write_entry(session, site, &entry, Status::Stale).await?;
                 refresh_in_background(cache, site, cp, &entry);
                 return Ok(true);
             }
@@ -123,9 +123,20 @@ fn client_says_no_cache(session: &Session) -> bool {
         })
 }
 
-async fn write_entry(session: &mut Session, e: &Entry, status: Status) -> pingora::Result<()> {
+async fn write_entry(
+    session: &mut Session,
+    site: &SiteRuntime,
+    e: &Entry,
+    status: Status,
+) -> pingora::Result<()> {
     // The stored header already says HIT.
     let mut h = e.header.clone();
+    if let Some(cors) = &site.config.cors {
+        let origin = session.req_header().headers.get(http::header::ORIGIN);
+        for (k, v) in cors.headers_for(origin) {
+            h.insert_header(k, v)?;
+        }
+    }
     if status != Status::Hit {
         h.insert_header("x-cache", status.header())?;
     }
@@ -334,7 +345,12 @@ pub async fn serve_stale_on_error(session: &mut Session, ctx: &mut RequestCtx) -
         return false;
     }
     ctx.cache_status = Some(Status::Stale);
-    write_entry(session, &stale, Status::Stale).await.is_ok()
+    let Some(site) = ctx.site.clone() else {
+        return false;
+    };
+    write_entry(session, &site, &stale, Status::Stale)
+        .await
+        .is_ok()
 }
 
 /// Record the cache outcome in metrics (in `logging`).

@@ -12,8 +12,8 @@ pub struct EdgeError {
     /// Stable, machine-readable code (`GRAPHQL_PARSE_FAILED`, `UPSTREAM_TIMEOUT`, ...).
     pub code: &'static str,
     pub message: String,
-    /// Extra response headers (e.g. `Allow` on 405).
-    pub headers: Vec<(&'static str, String)>,
+    /// Extra response headers (e.g. `Allow` on 405, CORS).
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 impl EdgeError {
@@ -26,8 +26,11 @@ impl EdgeError {
         }
     }
 
-    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
-        self.headers.push((name, value.into()));
+    pub fn with_header(mut self, name: &'static str, value: &'static str) -> Self {
+        self.headers.push((
+            http::HeaderName::from_static(name),
+            http::HeaderValue::from_static(value),
+        ));
         self
     }
 
@@ -62,7 +65,7 @@ impl EdgeError {
         h.insert_header("content-length", body.len().to_string())?;
         h.insert_header("cache-control", "no-store")?;
         for (k, v) in &self.headers {
-            h.insert_header(*k, v.as_str())?;
+            h.append_header(k.clone(), v.clone())?;
         }
         if !session.is_body_done() && !drain_body(session).await {
             // The unread rest would be taken for the next request: close after answering.
