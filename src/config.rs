@@ -1,6 +1,7 @@
 //! Configuration: the TOML file (`config/file.rs`) validated into the runtime types the rest of
 //! graphfront uses. Every error names the key path and the line; no error echoes a secret.
 
+pub mod auth;
 pub mod cache;
 pub mod cors;
 mod file;
@@ -96,6 +97,7 @@ pub struct Site {
     pub cors: Option<cors::Cors>,
     pub csrf: bool,
     pub csrf_required_headers: Vec<http::HeaderName>,
+    pub auth: Option<auth::Auth>,
 }
 
 /// An upstream URL taken apart.
@@ -395,8 +397,9 @@ impl Validator<'_> {
                 self.problem(at.key("timeouts").key(key), "must be more than 0s");
             }
         }
-        let cache = self.cache_policy(at.key("cache"), &s.cache);
+        let cache = self.cache_policy(at.key("cache"), &s.cache, s.auth.is_some());
         let cors = s.cors.as_ref().and_then(|c| self.cors(at.key("cors"), c));
+        let auth = s.auth.as_ref().map(|a| self.auth(at.key("auth"), a));
         let mut csrf_required_headers = Vec::new();
         for (i, h) in s.csrf_required_headers.iter().enumerate() {
             match http::HeaderName::try_from(h.as_str()) {
@@ -428,6 +431,7 @@ impl Validator<'_> {
             cors,
             csrf: s.csrf,
             csrf_required_headers,
+            auth,
         })
     }
 

@@ -35,6 +35,7 @@ pub struct Metrics {
     pub cache_evictions: IntCounter,
     pub cache_coalesced: IntCounter,
     pub cache_refreshes: IntCounterVec,
+    pub auth_decisions: IntCounterVec,
 }
 
 static METRICS: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(Metrics::register);
@@ -147,6 +148,11 @@ impl Metrics {
                     "graphfront_cache_refreshes_total",
                     "Background refreshes of stale entries, by site and result (stored, refused, failed).",
                     &["site", "result"]
+                )?,
+                auth_decisions: register_int_counter_vec!(
+                    "graphfront_auth_decisions_total",
+                    "Auth decisions at the edge, by site, mode, outcome (accepted, rejected) and reason (a stable code).",
+                    &["site", "mode", "outcome", "reason"]
                 )?,
             })
         };

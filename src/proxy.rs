@@ -11,6 +11,7 @@
 
 mod access;
 mod analyse;
+mod auth;
 mod caching;
 mod cors;
 mod forward;
@@ -60,6 +61,8 @@ pub struct RequestCtx {
     /// Whether the collected response was stored, or why not.
     stored: Option<Result<(), &'static str>>,
     connect_failures: usize,
+    /// Who the auth pre-check accepted.
+    principal: Option<auth::Principal>,
 }
 
 /// Connection attempts per request when the upstream's name has several addresses.
@@ -167,6 +170,7 @@ impl ProxyHttp for Edge {
             cache_status: None,
             stored: None,
             connect_failures: 0,
+            principal: None,
         }
     }
 
@@ -203,6 +207,12 @@ impl ProxyHttp for Edge {
             let e = EdgeError::new(404, "NOT_FOUND", format!("no GraphQL endpoint at {path}"));
             return self.reject(session, ctx, e).await;
         }
+        if let Some(modes) = &site.config.auth {
+            match auth::check(session, &site.config.name, modes) {
+                Ok(p) => ctx.principal = Some(p),
+                Err(e) => return self.reject(session, ctx, e).await,
+            }
+        }
         let method = session.req_header().method.clone();
         if matches!(method, http::Method::GET | http::Method::POST) && !session.is_upgrade_req() {
             if let Err(e) = cors::check_csrf(session, &site.config) {
@@ -236,13 +246,15 @@ impl ProxyHttp for Edge {
             }
             Err(e) => return self.reject(session, ctx, e).await,
         };
-        let plan = analyse::plan(&self.cache, &site, session, &bytes, is_get).and_then(|p| {
-            if is_get {
-                analyse::check_get(&p).map(|()| p)
-            } else {
-                Ok(p)
-            }
-        });
+        let principal = ctx.principal.as_deref();
+        let plan =
+            analyse::plan(&self.cache, &site, session, principal, &bytes, is_get).and_then(|p| {
+                if is_get {
+                    analyse::check_get(&p).map(|()| p)
+                } else {
+                    Ok(p)
+                }
+            });
         let plan = match plan {
             Ok(p) => p,
             Err(e) => return self.reject(session, ctx, e).await,

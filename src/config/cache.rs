@@ -72,7 +72,13 @@ impl CachePolicy {
 }
 
 impl Validator<'_> {
-    pub(super) fn cache_policy(&mut self, at: KeyPath, f: &SiteCacheFile) -> CachePolicy {
+    /// `has_auth`: the site authenticates callers, who are then the principals.
+    pub(super) fn cache_policy(
+        &mut self,
+        at: KeyPath,
+        f: &SiteCacheFile,
+        has_auth: bool,
+    ) -> CachePolicy {
         let principal = match (&f.principal_header, &f.principal_cookie) {
             (Some(_), Some(_)) => {
                 self.problem(
@@ -145,13 +151,14 @@ impl Validator<'_> {
         let needs_principal = rules.iter().any(|r| r.scope == Scope::Principal)
             || (!f.default_ttl.is_zero() && f.default_scope == ScopeFile::Principal);
         if needs_principal
+            && !has_auth
             && principal.is_none()
             && f.principal_cookie.is_none()
             && f.principal_header.is_none()
         {
             self.problem(
                 at.key("principal-header"),
-                "a principal scope is used: name the principal-header or principal-cookie",
+                "a principal scope is used: configure [site.auth], or name the principal-header or principal-cookie",
             );
         }
         let mut keep_headers = Vec::new();

@@ -167,6 +167,34 @@ pub struct SiteFile {
     /// Headers any of which marks a request as not forgeable cross-site.
     #[serde(default = "default_csrf_headers")]
     pub csrf_required_headers: Vec<String>,
+    /// Who may call this site, checked at the edge (AppSync's auth modes).
+    #[serde(default)]
+    pub auth: Option<AuthFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AuthFile {
+    /// API keys accepted in `x-api-key` (AppSync's API_KEY mode).
+    #[serde(default, rename = "api-key")]
+    pub api_keys: Vec<ApiKeyFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ApiKeyFile {
+    /// A name for the key: the principal of per-principal cache scopes and what logs show
+    /// (never the key itself).
+    pub id: String,
+    /// The key. Prefer `key-file` to keep it out of this file.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// A file holding the key (surrounding whitespace ignored).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// When the key stops being accepted (RFC 3339, e.g. "2027-01-31T00:00:00Z").
+    #[serde(default)]
+    pub expires: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

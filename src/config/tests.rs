@@ -195,3 +195,20 @@ fn url_credentials_are_never_echoed() {
         assert!(!p[0].message.contains("s3cret"), "{}", p[0]);
     }
 }
+
+#[test]
+fn api_key_problems_never_echo_the_key() {
+    let p = problems(&format!(
+        "{MINIMAL}[site.auth]\n[[site.auth.api-key]]\nid = \"x\"\nkey = \"short-s3cret\"\nexpires = \"soon\"\n"
+    ));
+    let paths: Vec<&str> = p.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "site[0].auth.api-key[0].expires",
+            "site[0].auth.api-key[0].key"
+        ],
+        "{p:?}"
+    );
+    assert!(p.iter().all(|p| !p.message.contains("s3cret")), "{p:?}");
+}

@@ -81,12 +81,19 @@ pub fn plan(
     cache: &ResponseCache,
     site: &SiteRuntime,
     session: &Session,
+    authenticated: Option<&str>,
     bytes: &Bytes,
     is_get: bool,
 ) -> Result<Arc<RequestPlan>, EdgeError> {
     let policy = &site.config.cache;
     let req = session.req_header();
-    let principal = policy::principal_of(policy, &req.headers);
+    // The caller per-principal scopes are keyed on: who auth accepted, or (without auth on
+    // this site) the configured header or cookie.
+    let principal = match (authenticated, &site.config.auth) {
+        (Some(p), _) => Some(p.as_bytes()),
+        (None, None) => policy::principal_of(policy, &req.headers),
+        (None, Some(_)) => None,
+    };
     let method: &[u8] = if is_get { b"GET" } else { b"POST" };
     let memo = raw_key(site.index, method, principal, bytes);
     if let Some(plan) = cache.plan(&memo) {
