@@ -65,6 +65,9 @@ pub struct Config {
     pub dns_ttl: Duration,
     pub upstream_ca_file: Option<PathBuf>,
     pub access_log: bool,
+    /// `tracing` filter directives for the process log.
+    pub log_level: String,
+    pub log_format: crate::logging::Format,
     pub https: Vec<SocketAddr>,
     pub http: Vec<SocketAddr>,
     pub admin: SocketAddr,
@@ -280,6 +283,9 @@ impl Validator<'_> {
             found
         });
 
+        if let Err(e) = crate::logging::check_directives(&f.log.level) {
+            self.problem(root.key("log").key("level"), e);
+        }
         Config {
             threads: f.server.threads.max(1),
             state_dir: self.resolve(&f.server.state_dir),
@@ -290,6 +296,8 @@ impl Validator<'_> {
             dns_ttl: f.server.dns_ttl,
             upstream_ca_file: f.server.upstream_ca_file.map(|p| self.resolve(&p)),
             access_log: f.server.access_log,
+            log_level: f.log.level,
+            log_format: f.log.format,
             https,
             http,
             admin,

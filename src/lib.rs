@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod cache;
 pub mod config;
+pub mod daemon;
 pub mod demo;
 pub mod graphql;
 pub mod logging;

@@ -1,6 +1,7 @@
 //! Logging: `tracing` with pingora's `log` records bridged in, written through a non-blocking
-//! writer so no request waits on stderr. `RUST_LOG` overrides the level. Client TLS handshake
-//! failures (routine at the edge) are counted in metrics instead of filling the error log.
+//! writer so no request waits on stderr. The level comes from `[log] level`, overridden by
+//! `GRAPHFRONT_LOG` (or `RUST_LOG`). Client TLS handshake failures (routine at the edge) are
+//! counted in metrics instead of filling the error log.
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -9,8 +10,12 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::{fmt, prelude::*, EnvFilter, Layer};
 
 /// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
+    /// Text on a terminal, JSON under journald (`JOURNAL_STREAM` set), text otherwise.
+    #[default]
+    Auto,
     /// Human-readable text.
     Text,
     /// One JSON object per line (journald, log shippers).
@@ -20,11 +25,77 @@ pub enum Format {
 /// Where pingora logs per-connection accept and handshake outcomes.
 const LISTENER_TARGET: &str = "pingora_core::services::listening";
 
+impl Format {
+    /// `Auto` decided for this process's stderr.
+    pub fn resolve(self) -> Format {
+        use std::io::IsTerminal;
+        match self {
+            Format::Auto if std::env::var_os("JOURNAL_STREAM").is_some() => Format::Json,
+            Format::Auto if std::io::stderr().is_terminal() => Format::Text,
+            Format::Auto => Format::Text,
+            f => f,
+        }
+    }
+}
+
+/// Check `[log] level`: a level, or comma-separated `target=level` directives (a bare word
+/// that is not a level is refused, where `tracing` would take it as a target).
+pub fn check_directives(directives: &str) -> Result<(), String> {
+    use std::str::FromStr;
+    let level = |s: &str| tracing::level_filters::LevelFilter::from_str(s.trim()).is_ok();
+    for d in directives.split(',') {
+        let ok = match d.rsplit_once('=') {
+            Some((target, l)) => !target.trim().is_empty() && level(l),
+            None => level(d),
+        };
+        if !ok {
+            return Err(format!(
+                "`{d}` is not a level (off, error, warn, info, debug, trace) or `target=level`"
+            ));
+        }
+    }
+    EnvFilter::builder()
+        .parse(directives)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// The filter directives in force: `GRAPHFRONT_LOG`, else `RUST_LOG`, else the configured ones.
+pub fn level_directives(configured: &str) -> String {
+    ["GRAPHFRONT_LOG", "RUST_LOG"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
+        .unwrap_or_else(|| configured.to_string())
+}
+
+/// The log writer's worker: dropping it writes out what is queued.
+static WORKER: std::sync::Mutex<Option<WorkerGuard>> = std::sync::Mutex::new(None);
+
+/// Writes out queued log lines when dropped (at the end of `main`).
+pub struct LogGuard(());
+
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        flush();
+    }
+}
+
+/// Write out every queued log line and stop the writer; call before `std::process::exit`.
+pub fn flush() {
+    let worker = WORKER.lock().unwrap_or_else(|e| e.into_inner()).take();
+    drop(worker);
+}
+
 /// Install the global subscriber. Keep the guard alive for the life of the process.
-pub fn init(format: Format) -> WorkerGuard {
+pub fn init(format: Format, configured_level: &str) -> LogGuard {
     let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    *WORKER.lock().unwrap_or_else(|e| e.into_inner()) = Some(guard);
+    let directives = level_directives(configured_level);
     let filter = || {
-        let base = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+        let base = EnvFilter::builder().parse(&directives).unwrap_or_else(|e| {
+            eprintln!("log level `{directives}` ignored ({e}); logging at info");
+            EnvFilter::new("info")
+        });
         // The listener's lines are re-emitted by `ListenerEvents`, minus handshake noise.
         base.add_directive(
             format!("{LISTENER_TARGET}=off")
@@ -32,13 +103,13 @@ pub fn init(format: Format) -> WorkerGuard {
                 .expect("static directive"),
         )
     };
-    let output = match format {
+    let output = match format.resolve() {
         Format::Json => fmt::layer()
             .json()
             .with_writer(writer)
             .with_filter(filter())
             .boxed(),
-        Format::Text => fmt::layer()
+        Format::Text | Format::Auto => fmt::layer()
             .with_writer(writer)
             .with_ansi(false)
             .with_filter(filter())
@@ -64,7 +135,7 @@ pub fn init(format: Format) -> WorkerGuard {
         f if f == tracing::level_filters::LevelFilter::DEBUG => log::LevelFilter::Debug,
         _ => log::LevelFilter::Trace,
     });
-    guard
+    LogGuard(())
 }
 
 /// Counts pingora's downstream handshake failures by reason and re-emits its other listener

@@ -10,16 +10,25 @@ use graphfront::logging::{self, Format};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `graphfront --version`: the release and the build it came from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("GRAPHFRONT_BUILD"),
+    ")"
+);
+
 #[derive(Parser)]
 #[command(
     name = "graphfront",
-    version,
+    version = VERSION,
     about = "An edge for GraphQL APIs: custom-domain TLS, GraphQL-aware forwarding, metrics."
 )]
 struct Cli {
-    /// Log format (text for terminals, json for journald and log shippers).
-    #[arg(long, global = true, value_enum, default_value_t = Format::Text, env = "GRAPHFRONT_LOG_FORMAT")]
-    log_format: Format,
+    /// Log format: auto (text on a terminal, json under journald), text or json. Overrides
+    /// `[log] format`.
+    #[arg(long, global = true, value_enum, env = "GRAPHFRONT_LOG_FORMAT")]
+    log_format: Option<Format>,
     #[command(subcommand)]
     command: Command,
 }
@@ -30,9 +39,14 @@ enum Command {
     Run {
         #[arg(short, long, default_value = "/etc/graphfront/graphfront.toml")]
         config: PathBuf,
-        /// Take the listening sockets over from a running graphfront (zero-downtime upgrade).
+        /// Take the listening sockets over from a running graphfront (zero-downtime upgrade):
+        /// start the new process with this, then send SIGQUIT to the old one.
         #[arg(short, long)]
         upgrade: bool,
+        /// Run in the background: return once the server process has written its pid file
+        /// (systemd's Type=forking; with --upgrade, once it waits for the old process's sockets).
+        #[arg(short, long)]
+        daemon: bool,
     },
     /// Validate a configuration file (and load its certificates), then exit.
     Check {
@@ -52,19 +66,27 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
-        Command::Run { config, upgrade } => {
-            let _guard = logging::init(cli.log_format);
-            let config = match Config::load(&config) {
+        Command::Run {
+            config: path,
+            upgrade,
+            daemon,
+        } => {
+            let config = match Config::load(&path) {
                 Ok(c) => c,
                 Err(e) => {
-                    eprintln!("{}: invalid configuration:\n{e}", config.display());
+                    eprintln!("{}: invalid configuration:\n{e}", path.display());
                     return ExitCode::from(2);
                 }
             };
+            let format = cli.log_format.unwrap_or(config.log_format).resolve();
+            if daemon {
+                return graphfront::daemon::detach(&path, upgrade, format, &config.pid_file);
+            }
+            let _guard = logging::init(format, &config.log_level);
             run(config, upgrade)
         }
         Command::Demo { port, admin_port } => {
-            let _guard = logging::init(cli.log_format);
+            let _guard = logging::init(cli.log_format.unwrap_or_default(), "info");
             match graphfront::demo::prepare(port, admin_port) {
                 Ok(config) => run(config, false),
                 Err(e) => {
@@ -99,8 +121,21 @@ fn check(path: &std::path::Path) -> ExitCode {
 }
 
 fn run(config: Config, upgrade: bool) -> ExitCode {
+    let pid_file = config.pid_file.clone();
     match graphfront::server::build(config, upgrade) {
-        Ok(server) => server.run_forever(),
+        Ok(server) => {
+            tracing::info!(
+                version = VERSION,
+                pid = std::process::id(),
+                "graphfront running"
+            );
+            server.run(pingora::server::RunArgs {
+                shutdown_signal: Box::new(graphfront::server::Signals),
+            });
+            graphfront::daemon::remove_pid_file(&pid_file);
+            tracing::info!("graphfront stopped");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("cannot start: {e:#}");
             ExitCode::FAILURE

@@ -12,6 +12,18 @@ const LATENCY: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// Every `reason` of `graphfront_tls_handshake_failures_total` (its series start at 0).
+pub const HANDSHAKE_FAILURE_REASONS: [&str; 8] = [
+    "unknown_sni",
+    "no_sni",
+    "no_certificate",
+    "timeout",
+    "client_closed",
+    "incompatible",
+    "client_alert",
+    "other",
+];
+
 #[derive(Debug)]
 pub struct Metrics {
     pub requests: IntCounterVec,
@@ -36,6 +48,9 @@ pub struct Metrics {
     pub cache_coalesced: IntCounter,
     pub cache_refreshes: IntCounterVec,
     pub auth_decisions: IntCounterVec,
+    pub build_info: IntGaugeVec,
+    pub websocket_open: IntGauge,
+    pub websocket_connections: IntCounterVec,
 }
 
 static METRICS: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(Metrics::register);
@@ -154,9 +169,31 @@ impl Metrics {
                     "Auth decisions at the edge, by site, mode, outcome (accepted, rejected) and reason (a stable code).",
                     &["site", "mode", "outcome", "reason"]
                 )?,
+                build_info: register_int_gauge_vec!(
+                    "graphfront_build_info",
+                    "Always 1: the version and git commit of the running binary.",
+                    &["version", "commit"]
+                )?,
+                websocket_open: register_int_gauge!(
+                    "graphfront_websocket_connections_open",
+                    "WebSocket connections (AppSync real-time, graphql-ws) currently proxied."
+                )?,
+                websocket_connections: register_int_counter_vec!(
+                    "graphfront_websocket_connections_total",
+                    "WebSocket upgrade requests, by site and outcome (upgraded, refused: the upstream answered without switching protocols, failed: no upstream answer).",
+                    &["site", "outcome"]
+                )?,
             })
         };
-        m().expect("metric names are unique and registered once")
+        let metrics = m().expect("metric names are unique and registered once");
+        metrics
+            .build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION"), env!("GRAPHFRONT_COMMIT")])
+            .set(1);
+        for reason in HANDSHAKE_FAILURE_REASONS {
+            metrics.tls_handshake_failures.with_label_values(&[reason]);
+        }
+        metrics
     }
 }
 

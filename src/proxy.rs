@@ -63,6 +63,8 @@ pub struct RequestCtx {
     connect_failures: usize,
     /// Who the auth pre-check accepted.
     principal: Option<auth::Principal>,
+    /// The upstream switched protocols: this session is a proxied WebSocket.
+    websocket: bool,
 }
 
 /// Connection attempts per request when the upstream's name has several addresses.
@@ -171,6 +173,7 @@ impl ProxyHttp for Edge {
             stored: None,
             connect_failures: 0,
             principal: None,
+            websocket: false,
         }
     }
 
@@ -180,6 +183,9 @@ impl ProxyHttp for Edge {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
         metrics::get().in_flight.inc();
+        if crate::server::draining() {
+            session.set_keepalive(None);
+        }
         let site = match self.route(session) {
             Ok(site) => site,
             Err(e) => return self.reject(session, ctx, e).await,
@@ -361,6 +367,14 @@ impl ProxyHttp for Edge {
         for (k, v) in cors_headers(session, ctx) {
             upstream_response.insert_header(k, v)?;
         }
+        if session.is_upgrade_req() {
+            let upgraded = upstream_response.status == http::StatusCode::SWITCHING_PROTOCOLS;
+            count_websocket(ctx, if upgraded { "upgraded" } else { "refused" });
+            if upgraded {
+                ctx.websocket = true;
+                metrics::get().websocket_open.inc();
+            }
+        }
         caching::response(session, ctx, upstream_response)
     }
 
@@ -414,7 +428,13 @@ impl ProxyHttp for Edge {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        metrics::get().in_flight.dec();
+        let m = metrics::get();
+        m.in_flight.dec();
+        if ctx.websocket {
+            m.websocket_open.dec();
+        } else if session.is_upgrade_req() && ctx.failure.is_some() {
+            count_websocket(ctx, "failed");
+        }
         access::record(session, e, ctx, self.access_log);
     }
 
@@ -422,6 +442,15 @@ impl ProxyHttp for Edge {
         // Upstream failures are counted and logged once by the access log; client aborts are
         // routine at the edge.
         ctx.failure.is_some() || ctx.rejected.is_some() || is_client_abort(e)
+    }
+}
+
+fn count_websocket(ctx: &RequestCtx, outcome: &str) {
+    if let Some(site) = &ctx.site {
+        metrics::get()
+            .websocket_connections
+            .with_label_values(&[&site.config.name, outcome])
+            .inc();
     }
 }
 

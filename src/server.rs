@@ -1,11 +1,12 @@
 //! Assembles the pingora server from a validated configuration: the https proxy with the
 //! certificate store, the port-80 redirect, the admin listener and the certificate watcher.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use pingora::listeners::tls::TlsSettings;
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::Server;
+use pingora::server::{Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
@@ -37,6 +38,10 @@ pub fn build(config: Config, upgrade: bool) -> anyhow::Result<Server> {
         upgrade,
         ..Opt::default()
     };
+    // Before the bootstrap: during an upgrade it waits for the old process's sockets, and
+    // `run --daemon` (ExecReload) returns on this file so SIGQUIT can be sent to the old one.
+    crate::daemon::write_pid_file(&config.pid_file)
+        .map_err(|e| anyhow::anyhow!("cannot write pid file {}: {e}", config.pid_file.display()))?;
     let mut server = Server::new_with_opt_and_conf(opt, conf);
     server.bootstrap();
 
@@ -93,6 +98,12 @@ pub fn build(config: Config, upgrade: bool) -> anyhow::Result<Server> {
     admin_service.add_tcp(&config.admin.to_string());
     server.add_service(admin_service);
 
+    server.add_service(background_service(
+        "drain watcher",
+        DrainWatcher {
+            pid_file: config.pid_file.clone(),
+        },
+    ));
     if !config.cert_reload_interval.is_zero() {
         server.add_service(background_service(
             "certificate watcher",
@@ -121,5 +132,74 @@ impl BackgroundService for CertWatcher {
                 _ = shutdown.changed() => return,
             }
         }
+    }
+}
+
+/// Once a graceful stop begins (SIGTERM, or SIGQUIT after the sockets went to a new process),
+/// the proxy stops accepting and closes idle connections; this exits as soon as no request
+/// (WebSockets included) and no client connection is left, instead of sleeping out the whole
+/// grace period. What is
+/// still running when the grace period ends is cut by pingora.
+struct DrainWatcher {
+    pid_file: std::path::PathBuf,
+}
+
+#[async_trait::async_trait]
+impl BackgroundService for DrainWatcher {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        while !*shutdown.borrow_and_update() {
+            if shutdown.changed().await.is_err() {
+                return;
+            }
+        }
+        let started = std::time::Instant::now();
+        let m = crate::metrics::get();
+        tracing::info!(
+            in_flight = m.in_flight.get(),
+            connections = m.connections_open.get(),
+            "stopping: draining"
+        );
+        // Connections too: an h2 client may still open streams until pingora's final GOAWAY.
+        while m.in_flight.get() > 0 || m.connections_open.get() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        tracing::info!(after = ?started.elapsed(), "drained, exiting");
+        crate::daemon::remove_pid_file(&self.pid_file);
+        crate::logging::flush();
+        std::process::exit(0);
+    }
+}
+
+/// Set when a stop or an upgrade begins. From then on HTTP/1.1 responses close their
+/// connection, so busy keep-alive clients reconnect (to the new process, during an upgrade)
+/// before pingora closes the idle connections of this one.
+static DRAINING: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process is stopping or handing over to a new one.
+pub fn draining() -> bool {
+    DRAINING.load(Ordering::Relaxed)
+}
+
+/// pingora's signals (SIGQUIT: hand the sockets over and stop; SIGTERM: stop gracefully;
+/// SIGINT: stop now), with draining started as soon as a graceful one arrives.
+pub struct Signals;
+
+#[async_trait::async_trait]
+impl ShutdownSignalWatch for Signals {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut quit = signal(SignalKind::quit()).expect("SIGQUIT handler");
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        let received = tokio::select! {
+            _ = quit.recv() => ShutdownSignal::GracefulUpgrade,
+            _ = term.recv() => ShutdownSignal::GracefulTerminate,
+            _ = int.recv() => ShutdownSignal::FastShutdown,
+        };
+        if !matches!(received, ShutdownSignal::FastShutdown) {
+            DRAINING.store(true, Ordering::Relaxed);
+        }
+        tracing::info!(signal = ?received, "stopping");
+        received
     }
 }

@@ -35,6 +35,15 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    pub const ALL: [FailureKind; 6] = [
+        Self::Dns,
+        Self::Connect,
+        Self::Tls,
+        Self::Timeout,
+        Self::Closed,
+        Self::Other,
+    ];
+
     pub fn label(self) -> &'static str {
         match self {
             Self::Dns => "dns",

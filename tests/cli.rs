@@ -64,3 +64,23 @@ fn check_refuses_a_key_that_does_not_match_its_certificate() {
     assert!(stderr.contains("site a: certificate"), "{stderr}");
     assert!(stderr.contains("does not belong"), "{stderr}");
 }
+
+#[test]
+fn version_names_the_build() {
+    let out = Command::new(binary()).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let v = String::from_utf8_lossy(&out.stdout);
+    // "graphfront 0.1.0 (<commit> <target> <profile>)"
+    let expected = format!("graphfront {} (", env!("CARGO_PKG_VERSION"));
+    assert!(v.starts_with(&expected), "{v}");
+    let build: Vec<&str> = v
+        .trim()
+        .trim_end_matches(')')
+        .split(" (")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .collect();
+    assert_eq!(build.len(), 3, "{v}");
+    assert!(build[1].contains("linux"), "target in {v}");
+}

@@ -111,7 +111,25 @@ async fn a_subscription_through_the_realtime_path_receives_mutation_events() {
         }
         assert!(Instant::now() < deadline, "no subscription event");
     }
+    assert_eq!(
+        edge.metric("graphfront_websocket_connections_total{outcome=\"upgraded\",site=\"rt\"}")
+            .await,
+        1.0
+    );
+    assert_eq!(
+        edge.metric("graphfront_websocket_connections_open").await,
+        1.0
+    );
     ws.close(None).await.unwrap();
+    drop(ws);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while edge.metric("graphfront_websocket_connections_open").await != 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "closed WebSocket still counted open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

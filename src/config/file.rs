@@ -23,6 +23,9 @@ pub struct FileConfig {
     /// The query cache shared by all sites.
     #[serde(default)]
     pub cache: CacheFile,
+    /// Process logs.
+    #[serde(default)]
+    pub log: LogFile,
     /// The sites, one per fronted GraphQL API.
     #[serde(default, rename = "site")]
     pub sites: Vec<SiteFile>,
@@ -43,10 +46,11 @@ pub struct ServerFile {
     /// Unix socket over which a new process takes the listening sockets of the old one.
     #[serde(default = "default_upgrade_sock")]
     pub upgrade_socket: PathBuf,
-    /// After SIGQUIT/SIGTERM, how long the old process keeps serving before it stops accepting.
+    /// After SIGTERM (or handing the sockets to a new process), how long in-flight requests get
+    /// to finish; the process exits as soon as none is left.
     #[serde(default = "default_grace", with = "humantime_serde")]
     pub grace_period: Duration,
-    /// After the grace period, how long in-flight requests get to finish.
+    /// After the grace period, how long the runtimes get to stop.
     #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
     pub graceful_shutdown_timeout: Duration,
     /// How long a resolved upstream address is reused before it is looked up again.
@@ -103,6 +107,30 @@ impl Default for ListenersFile {
             h2: true,
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LogFile {
+    /// Level or `tracing` filter directives ("info", "warn,graphfront=debug").
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    /// auto (text on a terminal, JSON under journald), text or json.
+    #[serde(default)]
+    pub format: crate::logging::Format,
+}
+
+impl Default for LogFile {
+    fn default() -> Self {
+        Self {
+            level: default_log_level(),
+            format: crate::logging::Format::Auto,
+        }
+    }
+}
+
+fn default_log_level() -> String {
+    "info".into()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -479,10 +507,10 @@ fn default_upgrade_sock() -> PathBuf {
     PathBuf::from("/run/graphfront/upgrade.sock")
 }
 fn default_grace() -> Duration {
-    Duration::from_secs(5)
+    Duration::from_secs(30)
 }
 fn default_shutdown_timeout() -> Duration {
-    Duration::from_secs(30)
+    Duration::from_secs(5)
 }
 fn default_dns_ttl() -> Duration {
     Duration::from_secs(30)

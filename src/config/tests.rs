@@ -33,9 +33,11 @@ fn shipped_config_loads() {
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/graphfront.toml"))
             .unwrap();
     let dir = dir_with_certs(&["certs/api.example.com.pem", "certs/api.example.com.key"]);
-    let conf_dir = dir.path().join("conf");
-    std::fs::create_dir_all(&conf_dir).unwrap();
-    let config = Config::parse(&shipped, &conf_dir).unwrap();
+    let shipped = shipped.replace(
+        "/etc/graphfront/certs/",
+        &format!("{}/certs/", dir.path().display()),
+    );
+    let config = Config::parse(&shipped, dir.path()).unwrap();
     assert_eq!(config.sites.len(), 1);
     let site = &config.sites[0];
     assert_eq!(site.domains, ["api.example.com", "*.api.example.com"]);
@@ -211,4 +213,25 @@ fn api_key_problems_never_echo_the_key() {
         "{p:?}"
     );
     assert!(p.iter().all(|p| !p.message.contains("s3cret")), "{p:?}");
+}
+
+#[test]
+fn log_settings_are_validated() {
+    let dir = dir_with_certs(&["c.pem", "k.pem"]);
+    let c = Config::parse(MINIMAL, dir.path()).unwrap();
+    assert_eq!(c.log_level, "info");
+    assert_eq!(c.log_format, crate::logging::Format::Auto);
+    let c = Config::parse(
+        &format!("[log]\nlevel = \"warn,graphfront=debug\"\nformat = \"json\"\n{MINIMAL}"),
+        dir.path(),
+    )
+    .unwrap();
+    assert_eq!(c.log_level, "warn,graphfront=debug");
+    assert_eq!(c.log_format, crate::logging::Format::Json);
+
+    let p = problems(&format!("[log]\nlevel = \"loud\"\n{MINIMAL}"));
+    assert_eq!(p[0].path, "log.level");
+    assert_eq!(p[0].line, Some(2));
+    let p = problems(&format!("[log]\nformat = \"xml\"\n{MINIMAL}"));
+    assert_eq!(p[0].path, "log.format");
 }

@@ -83,6 +83,17 @@ impl SiteRuntime {
         let requests =
             OPERATIONS.map(|op| STATUS.map(|st| m.requests.with_label_values(&[name, op, st])));
         let durations = OPERATIONS.map(|op| m.request_seconds.with_label_values(&[name, op]));
+        // Series with a small, known label set start at 0, so rates and dashboards see them
+        // before the first event.
+        for kind in crate::upstream::FailureKind::ALL {
+            m.upstream_errors.with_label_values(&[name, kind.label()]);
+        }
+        for result in ["stored", "refused", "failed"] {
+            m.cache_refreshes.with_label_values(&[name, result]);
+        }
+        for outcome in ["upgraded", "refused", "failed"] {
+            m.websocket_connections.with_label_values(&[name, outcome]);
+        }
         Ok(Self {
             index,
             upstream_seconds: m.upstream_seconds.with_label_values(&[name]),

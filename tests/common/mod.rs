@@ -225,19 +225,7 @@ admin = "{admin}"
 
     /// An HTTPS client that trusts `ca_pem` and resolves every `domains` entry to this edge.
     pub fn client(&self, ca_pem: &str, domains: &[&str], h1_only: bool) -> reqwest::Client {
-        let mut b = reqwest::Client::builder()
-            .use_rustls_tls()
-            .tls_built_in_root_certs(false)
-            .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(20));
-        for d in domains {
-            b = b.resolve(d, self.https);
-        }
-        if h1_only {
-            b = b.http1_only();
-        }
-        b.build().unwrap()
+        https_client(self.https, ca_pem, domains, h1_only)
     }
 
     pub fn url(&self, domain: &str, path: &str) -> String {
@@ -269,6 +257,28 @@ impl Drop for Edge {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// An HTTPS client that trusts `ca_pem` and resolves every `domains` entry to `addr`.
+pub fn https_client(
+    addr: SocketAddr,
+    ca_pem: &str,
+    domains: &[&str],
+    h1_only: bool,
+) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap())
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(20));
+    for d in domains {
+        b = b.resolve(d, addr);
+    }
+    if h1_only {
+        b = b.http1_only();
+    }
+    b.build().unwrap()
 }
 
 /// A `[[site]]` table.

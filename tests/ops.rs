@@ -1,0 +1,408 @@
+//! graphfront run the way `systemd/graphfront.service` runs it: the unit's own ExecStartPre,
+//! ExecStart and ExecReload commands (with this build's binary and a test config), in order and
+//! stopping at the first failure as systemd does, with `$MAINPID` followed through the pid file.
+//! Reloads and binary upgrades under sustained load lose no request; a bad config fails the
+//! reload and leaves the running process serving; SIGTERM lets slow requests finish. The unit
+//! itself passes `systemd-analyze verify`.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{binary, https_client, post_gql, reserve_addr, site, SiteCerts, Upstream};
+
+const UNIT: &str = include_str!("../systemd/graphfront.service");
+
+/// The values of `key=` lines in the unit, in order.
+fn unit_commands(key: &str) -> Vec<String> {
+    UNIT.lines()
+        .filter_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+        .map(str::to_string)
+        .collect()
+}
+
+/// An edge host: graphfront started and reloaded through the unit's commands.
+struct Host {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    pid_file: PathBuf,
+    https: SocketAddr,
+    admin: SocketAddr,
+    /// The listening socket addresses' reservations; https and http are taken over on upgrade.
+    _reserved: Vec<tokio::net::TcpSocket>,
+    mainpid: u32,
+    /// Every server process seen, killed when the test ends.
+    pids: Vec<u32>,
+    commands_run: usize,
+}
+
+impl Host {
+    async fn start(sites: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (r1, https) = reserve_addr();
+        let (r2, _) = reserve_addr();
+        let (r3, admin) = reserve_addr();
+        let mut host = Self {
+            config: dir.path().join("graphfront.toml"),
+            pid_file: dir.path().join("graphfront.pid"),
+            dir,
+            https,
+            admin,
+            _reserved: vec![r1, r2, r3],
+            mainpid: 0,
+            pids: Vec::new(),
+            commands_run: 0,
+        };
+        host.write_config(sites, "");
+        let mut start = unit_commands("ExecStartPre");
+        start.extend(unit_commands("ExecStart"));
+        assert_eq!(start.len(), 2, "the unit checks the config, then starts");
+        if let Err(e) = host.run_commands(&start, Path::new(binary())) {
+            panic!("start failed: {e}");
+        }
+        host.mainpid = host.pid_file_pid().expect("pid file written by ExecStart");
+        host.pids.push(host.mainpid);
+        host.wait_ready().await;
+        host
+    }
+
+    fn write_config(&self, sites: &str, extra: &str) {
+        let d = self.dir.path().display();
+        let https = self.https;
+        let admin = self.admin;
+        let http = self._reserved[1].local_addr().unwrap();
+        let config = format!(
+            r#"
+[server]
+threads = 1
+state-dir = "{d}/state"
+pid-file = "{d}/graphfront.pid"
+upgrade-socket = "{d}/upgrade.sock"
+grace-period = "10s"
+graceful-shutdown-timeout = "2s"
+
+[listeners]
+https = ["{https}"]
+http = ["{http}"]
+admin = "{admin}"
+
+[log]
+format = "json"
+{extra}
+{sites}
+"#
+        );
+        std::fs::write(&self.config, config).unwrap();
+    }
+
+    /// Run unit commands as systemd does: in order, each to completion, stopping at the first
+    /// that fails. The error holds the failing command and what it printed.
+    fn run_commands(&mut self, commands: &[String], exe: &Path) -> Result<(), String> {
+        for c in commands {
+            let line = c
+                .replace("/usr/bin/graphfront", &exe.display().to_string())
+                .replace(
+                    "/etc/graphfront/graphfront.toml",
+                    &self.config.display().to_string(),
+                )
+                .replace("$MAINPID", &self.mainpid.to_string());
+            let words: Vec<&str> = line.split_whitespace().collect();
+            // The output goes to files: a daemon keeps them open after its starter exits.
+            self.commands_run += 1;
+            let out = self
+                .dir
+                .path()
+                .join(format!("command-{}.log", self.commands_run));
+            let status = Command::new(words[0])
+                .args(&words[1..])
+                .stdin(Stdio::null())
+                .stdout(std::fs::File::create(&out).unwrap())
+                .stderr(std::fs::File::create(out.with_extension("err")).unwrap())
+                .status()
+                .unwrap();
+            if !status.success() {
+                let err = std::fs::read_to_string(out.with_extension("err")).unwrap_or_default();
+                return Err(format!("`{line}` failed ({status}):\n{err}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// `systemctl reload`: the unit's ExecReload with `exe` as the installed binary. After a
+    /// successful reload systemd reads the pid file again for the main PID.
+    fn reload(&mut self, exe: &Path) -> Result<u32, String> {
+        self.run_commands(&unit_commands("ExecReload"), exe)?;
+        let pid = self.pid_file_pid().ok_or("no pid file after the reload")?;
+        self.pids.push(pid);
+        self.mainpid = pid;
+        Ok(pid)
+    }
+
+    fn pid_file_pid(&self) -> Option<u32> {
+        std::fs::read_to_string(&self.pid_file)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let health = reqwest::get(format!("http://{}/readyz", self.admin)).await;
+            if health.is_ok_and(|r| r.status() == 200)
+                && tokio::net::TcpStream::connect(self.https).await.is_ok()
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "graphfront not ready in time");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn url(&self, domain: &str) -> String {
+        format!("https://{domain}:{}/graphql", self.https.port())
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        for pid in &self.pids {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Whether `pid` is a live (not zombie) process.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            let state = s.rsplit(')').next().unwrap_or("").trim_start();
+            !state.starts_with('Z') && !state.starts_with('X')
+        })
+        .unwrap_or(false)
+}
+
+async fn wait_exit(pid: u32, within: Duration) {
+    let deadline = Instant::now() + within;
+    while alive(pid) {
+        assert!(Instant::now() < deadline, "process {pid} still running");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Clients sending queries back to back, each over its own connection pool, checking every
+/// answer.
+struct Load {
+    stop: Arc<AtomicBool>,
+    workers: Vec<tokio::task::JoinHandle<(u64, Vec<String>)>>,
+}
+
+impl Load {
+    fn start(client_for: impl Fn(usize) -> reqwest::Client, url: String, workers: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers = (0..workers)
+            .map(|i| {
+                let client = client_for(i);
+                let url = url.clone();
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let (mut ok, mut failures) = (0u64, Vec::new());
+                    while !stop.load(Ordering::Relaxed) {
+                        match post_gql(&client, &url, "{ hello }").await {
+                            Ok(r) if r.status() == 200 => match r.text().await {
+                                Ok(body) if body.contains("Hello from the graphfront demo") => {
+                                    ok += 1
+                                }
+                                other => failures.push(format!("body: {other:?}")),
+                            },
+                            Ok(r) => failures.push(format!("status {}", r.status())),
+                            Err(e) => failures.push(format!("error: {e:?}")),
+                        }
+                    }
+                    (ok, failures)
+                })
+            })
+            .collect();
+        Self { stop, workers }
+    }
+
+    async fn finish(self) -> (u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut total = (0, Vec::new());
+        for w in self.workers {
+            let (ok, failures) = w.await.unwrap();
+            total.0 += ok;
+            total.1.extend(failures);
+        }
+        total
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_and_a_binary_upgrade_under_load_lose_no_request() {
+    let up = Upstream::start(true).await;
+    let certs = SiteCerts::new();
+    let (c, k) = certs.write("edge", &["a.test", "b.test"]);
+    let ca = format!("upstream-ca-file = \"{}\"\n", up.ca_file().display());
+    let site_a = site("a", &["a.test"], &up.url("/graphql"), &c, &k, &ca);
+    let site_b = site("b", &["b.test"], &up.url("/graphql"), &c, &k, &ca);
+    let mut host = Host::start(&site_a).await;
+    let ca_pem = certs.ca_pem();
+    let client = https_client(host.https, &ca_pem, &["a.test", "b.test"], true);
+    assert!(
+        post_gql(&client, &host.url("b.test"), "{ hello }")
+            .await
+            .is_err(),
+        "b.test is not configured yet: its handshake is refused"
+    );
+
+    let started = Instant::now();
+    let https = host.https;
+    let load = Load::start(
+        // Half the clients on HTTP/1.1 keep-alive, half on h2.
+        |i| https_client(https, &ca_pem, &["a.test"], i % 2 == 0),
+        host.url("a.test"),
+        8,
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // A config reload: the new process serves the added site.
+    let first = host.mainpid;
+    host.write_config(&format!("{site_a}{site_b}"), "");
+    let second = host.reload(Path::new(binary())).unwrap();
+    assert_ne!(second, first, "a new process took over");
+    // The old process keeps accepting for a few seconds after the hand-over (pingora gives the
+    // new one time to start), so a new connection may still reach it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let fresh = https_client(host.https, &ca_pem, &["b.test"], true);
+        match post_gql(&fresh, &host.url("b.test"), "{ hello }").await {
+            Ok(r) if r.status() == 200 => break,
+            other => assert!(Instant::now() < deadline, "b.test not served: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // A bad config: the reload fails at the check, says why, and nothing changes.
+    host.write_config(
+        &format!("{site_a}{site_b}"),
+        "[cache]\nmax-size = \"a lot\"\n",
+    );
+    let err = host.reload(Path::new(binary())).unwrap_err();
+    assert!(err.contains("graphfront check"), "{err}");
+    assert!(err.contains("cache.max-size (line"), "{err}");
+    assert_eq!(host.pid_file_pid(), Some(second));
+    assert!(alive(second));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // A binary upgrade: a new executable takes the sockets over.
+    let new_binary = host.dir.path().join("graphfront-new");
+    std::fs::copy(binary(), &new_binary).unwrap();
+    host.write_config(&format!("{site_a}{site_b}"), "");
+    let third = host.reload(&new_binary).unwrap();
+    assert_ne!(third, second);
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{third}/exe")).unwrap(),
+        new_binary
+    );
+
+    let elapsed = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(10).saturating_sub(elapsed)).await;
+    let (ok, failures) = load.finish().await;
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed, first: {:?}",
+        failures.len(),
+        ok as usize + failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(ok > 100, "only {ok} requests in 10 s");
+    let r = post_gql(&client, &host.url("b.test"), "{ hello }")
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
+    // The old processes handed their sockets over, drained and exited.
+    wait_exit(first, Duration::from_secs(30)).await;
+    wait_exit(second, Duration::from_secs(30)).await;
+    assert!(alive(third));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_slow_requests_finish() {
+    let up = Upstream::start(true).await;
+    let certs = SiteCerts::new();
+    let (c, k) = certs.write("edge", &["a.test"]);
+    let ca = format!("upstream-ca-file = \"{}\"\n", up.ca_file().display());
+    let host = Host::start(&site("a", &["a.test"], &up.url("/graphql"), &c, &k, &ca)).await;
+    let client = https_client(host.https, &certs.ca_pem(), &["a.test"], true);
+
+    let slow: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, url) = (client.clone(), host.url("a.test"));
+            tokio::spawn(async move { post_gql(&client, &url, "{ slow(ms: 2000) }").await })
+        })
+        .collect();
+    // The requests are in flight when SIGTERM arrives.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while up.recorder.requests().len() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "slow requests did not reach the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &host.mainpid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    for s in slow {
+        let r = s.await.unwrap().expect("a slow request was cut off");
+        assert_eq!(r.status(), 200);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert!(body["data"]["slow"].is_string(), "{body}");
+    }
+    wait_exit(host.mainpid, Duration::from_secs(30)).await;
+    assert!(
+        !host.pid_file.exists(),
+        "the pid file is removed on a clean stop"
+    );
+}
+
+#[test]
+fn the_unit_file_verifies() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!("systemd-analyze is missing: tests/run.sh installs the systemd package");
+    }
+    // The unit as shipped, with this build's binary where the package installs it.
+    let dir = tempfile::tempdir().unwrap();
+    let unit = dir.path().join("graphfront.service");
+    std::fs::write(&unit, UNIT.replace("/usr/bin/graphfront", binary())).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        !said.contains("graphfront.service"),
+        "warnings about the unit: {said}"
+    );
+}
