@@ -24,3 +24,5 @@ if command -v cargo-nextest >/dev/null; then
 else
   cargo test --locked --no-fail-fast
 fi
+# The Debian package: built, installed, verified and purged on this machine.
+bash tests/package.sh
