@@ -9,6 +9,7 @@ need=()
 command -v cmake >/dev/null || need+=(cmake)
 command -v openssl >/dev/null || need+=(openssl)
 command -v systemd-analyze >/dev/null || need+=(systemd)   # tests/ops.rs verifies the unit
+command -v wrk >/dev/null || need+=(wrk)                    # load during tests/ops.rs upgrades
 if ((${#need[@]})); then
   [ "$(id -u)" = 0 ] || { echo "install as root: ${need[*]}" >&2; exit 1; }
   apt-get update -qq
