@@ -48,6 +48,7 @@ pub struct Metrics {
     pub cache_coalesced: IntCounter,
     pub cache_refreshes: IntCounterVec,
     pub auth_decisions: IntCounterVec,
+    pub jwks_fetches: IntCounterVec,
     pub build_info: IntGaugeVec,
     pub websocket_open: IntGauge,
     pub websocket_connections: IntCounterVec,
@@ -168,6 +169,11 @@ impl Metrics {
                     "graphfront_auth_decisions_total",
                     "Auth decisions at the edge, by site, mode, outcome (accepted, rejected) and reason (a stable code).",
                     &["site", "mode", "outcome", "reason"]
+                )?,
+                jwks_fetches: register_int_counter_vec!(
+                    "graphfront_auth_jwks_fetches_total",
+                    "Fetches of token issuers' signing keys (JWKS), by site, mode (oidc, cognito) and result (ok, error).",
+                    &["site", "mode", "result"]
                 )?,
                 build_info: register_int_gauge_vec!(
                     "graphfront_build_info",

@@ -15,6 +15,7 @@ mod auth;
 mod caching;
 mod cors;
 mod forward;
+mod jwt;
 pub mod respond;
 mod site;
 
@@ -213,8 +214,8 @@ impl ProxyHttp for Edge {
             let e = EdgeError::new(404, "NOT_FOUND", format!("no GraphQL endpoint at {path}"));
             return self.reject(session, ctx, e).await;
         }
-        if let Some(modes) = &site.config.auth {
-            match auth::check(session, &site.config.name, modes) {
+        if let Some(modes) = &site.auth {
+            match auth::check(session, &site.config.name, modes).await {
                 Ok(p) => ctx.principal = Some(p),
                 Err(e) => return self.reject(session, ctx, e).await,
             }

@@ -243,3 +243,30 @@ pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<Vec<u8>>, UpstreamErro
     }
     Ok(certs)
 }
+
+/// A reqwest client for what the edge fetches itself on a site's behalf (background refreshes,
+/// token issuers' keys): rustls, the site's timeouts, no redirects, and the same trust as its
+/// proxied requests (`extra_ca` replaces the system roots when given).
+pub fn side_client(site: &Site, extra_ca: &[Vec<u8>]) -> Result<reqwest::Client, String> {
+    let mut b = reqwest::Client::builder()
+        .use_rustls_tls()
+        .connect_timeout(site.timeouts.connect)
+        .timeout(site.timeouts.read + site.timeouts.connect)
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_built_in_root_certs(false);
+    let cas: Vec<Vec<u8>> = if extra_ca.is_empty() {
+        rustls_native_certs::load_native_certs()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|c| c.to_vec())
+            .collect()
+    } else {
+        extra_ca.to_vec()
+    };
+    for der in cas {
+        if let Ok(c) = reqwest::Certificate::from_der(&der) {
+            b = b.add_root_certificate(c);
+        }
+    }
+    b.build().map_err(|e| e.to_string())
+}

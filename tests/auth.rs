@@ -94,7 +94,7 @@ scope = "principal"
     assert_eq!(whoami(a2.json().await.unwrap()), "web");
 
     let rejected = edge
-        .metric("graphfront_auth_decisions_total{mode=\"api_key\",outcome=\"rejected\",reason=\"API_KEY_EXPIRED\",site=\"api\"}")
+        .metric("graphfront_auth_decisions_total{mode=\"api_key\",outcome=\"rejected\",reason=\"expired\",site=\"api\"}")
         .await;
     assert_eq!(rejected, 1.0);
     assert!(!edge.log().contains(KEY_A), "keys never reach the log");

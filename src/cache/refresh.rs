@@ -45,30 +45,11 @@ pub enum RefreshError {
 impl Refresher {
     /// `extra_ca` replaces the system roots when given (as for the proxied requests).
     pub fn new(site: &Site, extra_ca: &[Vec<u8>]) -> Result<Self, RefreshError> {
-        let mut b = reqwest::Client::builder()
-            .use_rustls_tls()
-            .connect_timeout(site.timeouts.connect)
-            .timeout(site.timeouts.read + site.timeouts.connect)
-            .redirect(reqwest::redirect::Policy::none())
-            .tls_built_in_root_certs(false);
-        let cas: Vec<Vec<u8>> = if extra_ca.is_empty() {
-            rustls_native_certs::load_native_certs()
-                .map_err(|e| RefreshError::Client(e.to_string()))?
-                .into_iter()
-                .map(|c| c.to_vec())
-                .collect()
-        } else {
-            extra_ca.to_vec()
-        };
-        for der in cas {
-            if let Ok(c) = reqwest::Certificate::from_der(&der) {
-                b = b.add_root_certificate(c);
-            }
-        }
+        let client = crate::upstream::side_client(site, extra_ca).map_err(RefreshError::Client)?;
         let up = &site.upstream;
         let scheme = if up.tls { "https" } else { "http" };
         Ok(Self {
-            client: b.build().map_err(|e| RefreshError::Client(e.to_string()))?,
+            client,
             origin: format!("{scheme}://{}", up.host_header),
         })
     }

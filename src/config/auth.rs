@@ -1,9 +1,10 @@
 //! The validated auth settings of a site. Secrets are read here and kept only as digests.
 
 use std::collections::HashMap;
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
-use super::file::AuthFile;
+use super::file::{AuthFile, CognitoFile, OidcFile};
 use super::{KeyPath, Validator};
 
 /// An accepted API key (the key itself is not kept: only its blake3 digest).
@@ -17,13 +18,109 @@ pub struct ApiKey {
 pub struct Auth {
     /// By blake3 digest of the key.
     pub api_keys: HashMap<[u8; 32], ApiKey>,
+    /// Token issuers (OIDC providers and Cognito user pools), matched by `iss`.
+    pub issuers: Vec<Arc<Issuer>>,
+    pub jwt: JwtSettings,
+}
+
+/// Which AppSync mode an issuer stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtMode {
+    Oidc,
+    Cognito,
+}
+
+impl JwtMode {
+    /// The metric label (`mode`).
+    pub fn label(self) -> &'static str {
+        match self {
+            JwtMode::Oidc => "oidc",
+            JwtMode::Cognito => "cognito",
+        }
+    }
+}
+
+/// One trusted token issuer.
+#[derive(Debug)]
+pub struct Issuer {
+    pub mode: JwtMode,
+    /// Exactly as tokens carry it in `iss`.
+    pub issuer: String,
+    pub jwks: JwksSource,
+    /// Matched against the whole `aud` (OIDC, Cognito id tokens) or `client_id` (Cognito
+    /// access tokens).
+    pub client_id: Option<regex::Regex>,
+    pub iat_ttl: Option<Duration>,
+    pub auth_ttl: Option<Duration>,
+    /// Cognito: one of these must be in `cognito:groups` (empty: any).
+    pub groups: Vec<String>,
+}
+
+/// Where an issuer's signing keys are published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    /// A JWKS document.
+    Url(String),
+    /// An OpenID discovery document whose `jwks_uri` names the JWKS.
+    Discovery(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    pub leeway: Duration,
+    pub max_token_size: usize,
+    pub jwks_refetch_interval: Duration,
+    pub jwks_max_age: Duration,
+}
+
+impl Default for JwtSettings {
+    fn default() -> Self {
+        let f = super::file::JwtFile::default();
+        Self {
+            leeway: f.leeway,
+            max_token_size: f.max_token_size.as_u64() as usize,
+            jwks_refetch_interval: f.jwks_refetch_interval,
+            jwks_max_age: f.jwks_max_age,
+        }
+    }
 }
 
 impl Validator<'_> {
     pub(super) fn auth(&mut self, at: KeyPath, f: &AuthFile) -> Auth {
         let mut auth = Auth::default();
-        if f.api_keys.is_empty() {
-            self.problem(at.clone(), "configure at least one auth mode (api-key)");
+        if f.api_keys.is_empty() && f.oidc.is_empty() && f.cognito.is_empty() {
+            self.problem(
+                at.clone(),
+                "configure at least one auth mode (api-key, oidc, cognito)",
+            );
+        }
+        auth.jwt = JwtSettings {
+            leeway: f.jwt.leeway,
+            max_token_size: f.jwt.max_token_size.as_u64() as usize,
+            jwks_refetch_interval: f.jwt.jwks_refetch_interval,
+            jwks_max_age: f.jwt.jwks_max_age,
+        };
+        if auth.jwt.max_token_size < 512 {
+            self.problem(at.key("jwt").key("max-token-size"), "at least 512 bytes");
+        }
+        for (i, o) in f.oidc.iter().enumerate() {
+            if let Some(issuer) = self.oidc(at.key("oidc").index(i), o) {
+                auth.issuers.push(Arc::new(issuer));
+            }
+        }
+        for (i, c) in f.cognito.iter().enumerate() {
+            if let Some(issuer) = self.cognito(at.key("cognito").index(i), c) {
+                auth.issuers.push(Arc::new(issuer));
+            }
+        }
+        let mut seen = std::collections::HashSet::new();
+        for issuer in &auth.issuers {
+            if !seen.insert(issuer.issuer.clone()) {
+                self.problem(
+                    at.clone(),
+                    format!("the issuer {} is configured twice", issuer.issuer),
+                );
+            }
         }
         for (i, k) in f.api_keys.iter().enumerate() {
             let kat = at.key("api-key").index(i);
@@ -76,5 +173,85 @@ impl Validator<'_> {
             );
         }
         auth
+    }
+
+    fn oidc(&mut self, at: KeyPath, o: &OidcFile) -> Option<Issuer> {
+        let before = self.problems.len();
+        self.https_url(at.key("issuer"), &o.issuer);
+        if let Some(u) = &o.jwks_url {
+            self.https_url(at.key("jwks-url"), u);
+        }
+        let client_id = self.client_id_regex(at.key("client-id"), o.client_id.as_deref());
+        (self.problems.len() == before).then(|| Issuer {
+            mode: JwtMode::Oidc,
+            jwks: match &o.jwks_url {
+                Some(u) => JwksSource::Url(u.clone()),
+                None => JwksSource::Discovery(format!(
+                    "{}/.well-known/openid-configuration",
+                    o.issuer.trim_end_matches('/')
+                )),
+            },
+            issuer: o.issuer.clone(),
+            client_id,
+            iat_ttl: o.iat_ttl,
+            auth_ttl: o.auth_ttl,
+            groups: Vec::new(),
+        })
+    }
+
+    fn cognito(&mut self, at: KeyPath, c: &CognitoFile) -> Option<Issuer> {
+        let before = self.problems.len();
+        let pool = c.user_pool_id.as_str();
+        let region = match (&c.region, pool.split_once('_')) {
+            (Some(r), _) => r.clone(),
+            (None, Some((r, id))) if !r.is_empty() && !id.is_empty() => r.to_string(),
+            _ => {
+                self.problem(
+                    at.key("user-pool-id"),
+                    format!("`{pool}` is not a user pool id like eu-west-1_AbCdEf123"),
+                );
+                String::new()
+            }
+        };
+        let issuer = c
+            .issuer
+            .clone()
+            .unwrap_or_else(|| format!("https://cognito-idp.{region}.amazonaws.com/{pool}"));
+        self.https_url(at.key("issuer"), &issuer);
+        let client_id = self.client_id_regex(at.key("app-client-id"), c.app_client_id.as_deref());
+        (self.problems.len() == before).then(|| Issuer {
+            mode: JwtMode::Cognito,
+            jwks: JwksSource::Url(format!(
+                "{}/.well-known/jwks.json",
+                issuer.trim_end_matches('/')
+            )),
+            issuer,
+            client_id,
+            iat_ttl: None,
+            auth_ttl: None,
+            groups: c.groups.clone(),
+        })
+    }
+
+    fn https_url(&mut self, at: KeyPath, url: &str) {
+        let ok = url.starts_with("https://")
+            && url
+                .parse::<http::Uri>()
+                .is_ok_and(|u| u.host().is_some_and(|h| !h.is_empty()));
+        if !ok {
+            self.problem(at, format!("`{url}` is not an https URL"));
+        }
+    }
+
+    /// AppSync's client id regex, matched against the whole value.
+    fn client_id_regex(&mut self, at: KeyPath, pattern: Option<&str>) -> Option<regex::Regex> {
+        let pattern = pattern?;
+        match regex::Regex::new(&format!("^(?:{pattern})$")) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                self.problem(at, format!("not a regular expression: {e}"));
+                None
+            }
+        }
     }
 }

@@ -206,6 +206,95 @@ pub struct AuthFile {
     /// API keys accepted in `x-api-key` (AppSync's API_KEY mode).
     #[serde(default, rename = "api-key")]
     pub api_keys: Vec<ApiKeyFile>,
+    /// OpenID Connect issuers whose tokens are accepted (AppSync's OPENID_CONNECT mode).
+    #[serde(default)]
+    pub oidc: Vec<OidcFile>,
+    /// Cognito user pools whose tokens are accepted (AMAZON_COGNITO_USER_POOLS).
+    #[serde(default)]
+    pub cognito: Vec<CognitoFile>,
+    /// How tokens of both JWT modes are checked.
+    #[serde(default)]
+    pub jwt: JwtFile,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct OidcFile {
+    /// The issuer URL, exactly as tokens carry it in `iss`.
+    pub issuer: String,
+    /// A regular expression the whole `aud` (one of its values) must match.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// The longest accepted time since the token was issued (`iat`).
+    #[serde(default, with = "humantime_serde")]
+    pub iat_ttl: Option<Duration>,
+    /// The longest accepted time since the user authenticated (`auth_time`).
+    #[serde(default, with = "humantime_serde")]
+    pub auth_ttl: Option<Duration>,
+    /// The JWKS URL; by default the `jwks_uri` of the issuer's discovery document.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CognitoFile {
+    /// The user pool, e.g. "eu-west-1_AbCdEf123".
+    pub user_pool_id: String,
+    /// The pool's region; by default the prefix of the pool id.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// A regular expression the app client id must match: `aud` of id tokens, `client_id` of
+    /// access tokens.
+    #[serde(default)]
+    pub app_client_id: Option<String>,
+    /// When set, the token's `cognito:groups` must hold one of these.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// The issuer, by default `https://cognito-idp.<region>.amazonaws.com/<user-pool-id>`.
+    #[serde(default)]
+    pub issuer: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct JwtFile {
+    /// Clock skew allowed on `exp`, `nbf` and `iat`.
+    #[serde(default = "default_leeway", with = "humantime_serde")]
+    pub leeway: Duration,
+    /// Longer tokens are refused unread.
+    #[serde(default = "default_max_token")]
+    pub max_token_size: ByteSize,
+    /// An unknown `kid` makes the issuer's keys be fetched again, at most this often.
+    #[serde(default = "default_jwks_refetch", with = "humantime_serde")]
+    pub jwks_refetch_interval: Duration,
+    /// Keys older than this are fetched again in the background (rotation).
+    #[serde(default = "default_jwks_max_age", with = "humantime_serde")]
+    pub jwks_max_age: Duration,
+}
+
+impl Default for JwtFile {
+    fn default() -> Self {
+        Self {
+            leeway: default_leeway(),
+            max_token_size: default_max_token(),
+            jwks_refetch_interval: default_jwks_refetch(),
+            jwks_max_age: default_jwks_max_age(),
+        }
+    }
+}
+
+fn default_leeway() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_max_token() -> ByteSize {
+    ByteSize::kib(8)
+}
+fn default_jwks_refetch() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_jwks_max_age() -> Duration {
+    Duration::from_secs(3600)
 }
 
 #[derive(Debug, Deserialize)]

@@ -235,3 +235,56 @@ fn log_settings_are_validated() {
     let p = problems(&format!("[log]\nformat = \"xml\"\n{MINIMAL}"));
     assert_eq!(p[0].path, "log.format");
 }
+
+#[test]
+fn token_issuers_are_validated() {
+    let dir = dir_with_certs(&["c.pem", "k.pem"]);
+    let c = Config::parse(
+        &format!(
+            "{MINIMAL}[site.auth]\n[[site.auth.oidc]]\nissuer = \"https://id.example.com\"\nclient-id = \"web|ios\"\n[[site.auth.cognito]]\nuser-pool-id = \"eu-west-1_AbC123\"\n"
+        ),
+        dir.path(),
+    )
+    .unwrap();
+    let auth = c.sites[0].auth.as_ref().unwrap();
+    assert_eq!(auth.issuers.len(), 2);
+    let oidc = &auth.issuers[0];
+    assert_eq!(
+        oidc.jwks,
+        auth::JwksSource::Discovery(
+            "https://id.example.com/.well-known/openid-configuration".into()
+        )
+    );
+    let re = oidc.client_id.as_ref().unwrap();
+    assert!(re.is_match("web") && !re.is_match("webx"), "anchored");
+    let cognito = &auth.issuers[1];
+    assert_eq!(
+        cognito.issuer,
+        "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC123"
+    );
+    assert_eq!(
+        cognito.jwks,
+        auth::JwksSource::Url(
+            "https://cognito-idp.eu-west-1.amazonaws.com/eu-west-1_AbC123/.well-known/jwks.json"
+                .into()
+        )
+    );
+
+    let p = problems(&format!(
+        "{MINIMAL}[site.auth]\n[[site.auth.oidc]]\nissuer = \"http://id.example.com\"\nclient-id = \"(\"\n[[site.auth.cognito]]\nuser-pool-id = \"nopool\"\n"
+    ));
+    let paths: Vec<&str> = p.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "site[0].auth.oidc[0].issuer",
+            "site[0].auth.oidc[0].client-id",
+            "site[0].auth.cognito[0].user-pool-id",
+        ],
+        "{p:?}"
+    );
+    let p = problems(&format!(
+        "{MINIMAL}[site.auth]\n[[site.auth.oidc]]\nissuer = \"https://a.example\"\n[[site.auth.oidc]]\nissuer = \"https://a.example\"\n"
+    ));
+    assert!(p[0].message.contains("configured twice"), "{p:?}");
+}

@@ -1,51 +1,148 @@
-//! Auth pre-checks at the edge (AppSync's modes; API_KEY so far): a request the site's modes
-//! do not accept gets AppSync's 401 and never reaches the upstream.
+//! Auth pre-checks at the edge, AppSync's modes combined as AppSync does: the request passes
+//! when one configured mode accepts the credentials it carries (`x-api-key` for API_KEY, a
+//! token in `Authorization` for OPENID_CONNECT and AMAZON_COGNITO_USER_POOLS). A request no
+//! mode accepts gets AppSync's 401 and never reaches the upstream.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use pingora::proxy::Session;
 
+use super::jwt::{self, IssuerKeys};
 use super::respond::EdgeError;
 use crate::config::auth::Auth;
+use crate::config::Site;
 use crate::metrics;
 
 /// The accepted caller, as per-principal cache scopes and logs know it.
 pub type Principal = String;
 
+/// A site's auth: its settings and the cached keys of its token issuers.
+pub struct SiteAuth {
+    pub config: Auth,
+    issuers: Vec<Arc<IssuerKeys>>,
+}
+
+impl SiteAuth {
+    /// `client` fetches the issuers' keys (with the site's trust).
+    pub fn new(site: &Site, auth: &Auth, client: Option<reqwest::Client>) -> Self {
+        let issuers = match client {
+            Some(client) => auth
+                .issuers
+                .iter()
+                .map(|i| IssuerKeys::new(i.clone(), &site.name, client.clone()))
+                .collect(),
+            None => Vec::new(),
+        };
+        Self {
+            config: auth.clone(),
+            issuers,
+        }
+    }
+}
+
 fn unauthorized(code: &'static str, message: &str) -> EdgeError {
     EdgeError::new(401, code, message)
 }
 
-/// Check the request against the site's modes; the principal on success.
-pub fn check(session: &Session, site: &str, auth: &Auth) -> Result<Principal, EdgeError> {
-    let m = metrics::get();
-    let result = api_key(session, auth);
-    let (outcome, reason) = match &result {
-        Ok(_) => ("accepted", "ok"),
-        Err(e) => ("rejected", e.code),
-    };
-    m.auth_decisions
-        .with_label_values(&[site, "api_key", outcome, reason])
-        .inc();
-    result
+/// One mode's verdict, with the labels it is counted under.
+struct Verdict {
+    mode: &'static str,
+    result: Result<Principal, (EdgeError, &'static str)>,
 }
 
-fn api_key(session: &Session, auth: &Auth) -> Result<Principal, EdgeError> {
-    let Some(key) = session.req_header().headers.get("x-api-key") else {
+/// Check the request against the site's modes; the principal on success.
+pub async fn check(session: &Session, site: &str, auth: &SiteAuth) -> Result<Principal, EdgeError> {
+    let headers = &session.req_header().headers;
+    let mut verdicts: Vec<Verdict> = Vec::with_capacity(2);
+    if !auth.config.issuers.is_empty() {
+        if let Some(value) = headers.get(http::header::AUTHORIZATION) {
+            verdicts.push(token(value, auth).await);
+        }
+    }
+    if !auth.config.api_keys.is_empty() && verdicts.iter().all(|v| v.result.is_err()) {
+        if let Some(key) = headers.get("x-api-key") {
+            verdicts.push(api_key(key, &auth.config));
+        }
+    }
+    let m = metrics::get();
+    if verdicts.is_empty() {
+        let (mode, code) = if auth.config.issuers.is_empty() {
+            ("api_key", "API_KEY_MISSING")
+        } else {
+            ("none", "AUTHORIZATION_MISSING")
+        };
+        m.auth_decisions
+            .with_label_values(&[site, mode, "rejected", "missing"])
+            .inc();
         return Err(unauthorized(
-            "API_KEY_MISSING",
+            code,
             "Valid authorization header not provided.",
         ));
-    };
-    let digest = blake3::hash(key.as_bytes());
-    let Some(found) = auth.api_keys.get(digest.as_bytes()) else {
-        return Err(unauthorized(
-            "API_KEY_INVALID",
-            "You are not authorized to make this call.",
-        ));
-    };
-    if found.expires.is_some_and(|t| t <= SystemTime::now()) {
-        return Err(unauthorized("API_KEY_EXPIRED", "The API key has expired."));
     }
-    Ok(format!("api-key:{}", found.id))
+    for v in &verdicts {
+        let (outcome, reason) = match &v.result {
+            Ok(_) => ("accepted", "ok"),
+            Err((_, reason)) => ("rejected", *reason),
+        };
+        m.auth_decisions
+            .with_label_values(&[site, v.mode, outcome, reason])
+            .inc();
+    }
+    // The first mode that accepted, else the first refusal (the mode tried first).
+    let mut first_err = None;
+    for v in verdicts {
+        match v.result {
+            Ok(p) => return Ok(p),
+            Err((e, _)) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_err.expect("at least one verdict"))
+}
+
+async fn token(value: &http::HeaderValue, auth: &SiteAuth) -> Verdict {
+    let raw = value.to_str().unwrap_or("").trim();
+    // AppSync takes the token raw; clients often send it as a bearer token.
+    let token = raw
+        .strip_prefix("Bearer ")
+        .or_else(|| raw.strip_prefix("bearer "))
+        .unwrap_or(raw)
+        .trim();
+    match jwt::verify(token, &auth.issuers, &auth.config.jwt).await {
+        Ok(v) => Verdict {
+            mode: v.mode.label(),
+            result: Ok(v.principal),
+        },
+        Err((mode, refusal)) => Verdict {
+            mode: mode.map_or("jwt", |m| m.label()),
+            result: Err((
+                unauthorized(refusal.code(), refusal.message()),
+                refusal.reason(),
+            )),
+        },
+    }
+}
+
+fn api_key(key: &http::HeaderValue, auth: &Auth) -> Verdict {
+    let digest = blake3::hash(key.as_bytes());
+    let result = match auth.api_keys.get(digest.as_bytes()) {
+        None => Err((
+            unauthorized(
+                "API_KEY_INVALID",
+                "You are not authorized to make this call.",
+            ),
+            "unknown_key",
+        )),
+        Some(found) if found.expires.is_some_and(|t| t <= SystemTime::now()) => Err((
+            unauthorized("API_KEY_EXPIRED", "The API key has expired."),
+            "expired",
+        )),
+        Some(found) => Ok(format!("api-key:{}", found.id)),
+    };
+    Verdict {
+        mode: "api_key",
+        result,
+    }
 }

@@ -21,6 +21,8 @@ pub struct SiteRuntime {
     pub unanalysed: IntCounter,
     /// Background refreshes for stale-while-revalidate (when the site uses it).
     pub refresher: Option<Arc<Refresher>>,
+    /// The auth pre-check, when the site has one.
+    pub auth: Option<super::auth::SiteAuth>,
     /// `cache_requests[hit, stale, miss, pass]`.
     cache_requests: [IntCounter; 4],
     /// `requests[operation][status class]`.
@@ -63,12 +65,15 @@ impl SiteRuntime {
         let name = config.name.as_str();
         let uses_swr = !config.cache.default_swr.is_zero()
             || config.cache.rules.iter().any(|r| !r.swr.is_zero());
-        let refresher = if uses_swr {
-            let ca = match &config.upstream_ca_file {
+        // What the edge fetches itself (refreshes, issuers' keys) trusts what the proxy does.
+        let side_ca = || -> Result<Vec<Vec<u8>>, UpstreamError> {
+            Ok(match &config.upstream_ca_file {
                 Some(p) => crate::upstream::read_ca_file(p)?,
                 None => global_ca.to_vec(),
-            };
-            match Refresher::new(&config, &ca) {
+            })
+        };
+        let refresher = if uses_swr {
+            match Refresher::new(&config, &side_ca()?) {
                 Ok(r) => Some(Arc::new(r)),
                 Err(e) => {
                     tracing::error!(site = %config.name, error = %e, "no background refreshes for this site");
@@ -77,6 +82,24 @@ impl SiteRuntime {
             }
         } else {
             None
+        };
+        let auth = match &config.auth {
+            Some(a) => {
+                let client = if a.issuers.is_empty() {
+                    None
+                } else {
+                    match crate::upstream::side_client(&config, &side_ca()?) {
+                        Ok(c) => Some(c),
+                        Err(e) => {
+                            // Tokens then fail as unverifiable: closed, never open.
+                            tracing::error!(site = %config.name, error = %e, "cannot build the client for token issuers' keys");
+                            None
+                        }
+                    }
+                };
+                Some(super::auth::SiteAuth::new(&config, a, client))
+            }
+            None => None,
         };
         let cache_requests = ["hit", "stale", "miss", "pass"]
             .map(|st| m.cache_requests.with_label_values(&[name, st]));
@@ -99,6 +122,7 @@ impl SiteRuntime {
             upstream_seconds: m.upstream_seconds.with_label_values(&[name]),
             unanalysed: m.unanalysed.with_label_values(&[name, "body_size"]),
             refresher,
+            auth,
             cache_requests,
             requests,
             durations,
