@@ -101,6 +101,7 @@ pub struct Site {
     pub csrf: bool,
     pub csrf_required_headers: Vec<http::HeaderName>,
     pub auth: Option<auth::Auth>,
+    pub upstream_signing: Option<auth::Signing>,
 }
 
 /// An upstream URL taken apart.
@@ -407,7 +408,24 @@ impl Validator<'_> {
         }
         let cache = self.cache_policy(at.key("cache"), &s.cache, s.auth.is_some());
         let cors = s.cors.as_ref().and_then(|c| self.cors(at.key("cors"), c));
-        let auth = s.auth.as_ref().map(|a| self.auth(at.key("auth"), a));
+        let upstream_host = upstream.as_ref().map_or("", |u| u.host.as_str());
+        let auth = s
+            .auth
+            .as_ref()
+            .map(|a| self.auth(at.key("auth"), a, upstream_host));
+        let upstream_signing = s
+            .upstream_signing
+            .as_ref()
+            .and_then(|f| self.signing(at.key("upstream-signing"), f, upstream_host));
+        if upstream_signing.is_some() && auth.as_ref().is_some_and(|a| a.iam.is_some()) {
+            // The edge cannot verify a client's SigV4 signature; re-signing would let any
+            // well-formed one through.
+            self.problem(
+                at.key("auth").key("iam"),
+                "IAM clients cannot be accepted when the edge signs upstream requests itself \
+                 (their signatures would never be verified); use another mode for clients",
+            );
+        }
         let mut csrf_required_headers = Vec::new();
         for (i, h) in s.csrf_required_headers.iter().enumerate() {
             match http::HeaderName::try_from(h.as_str()) {
@@ -440,6 +458,7 @@ impl Validator<'_> {
             csrf: s.csrf,
             csrf_required_headers,
             auth,
+            upstream_signing,
         })
     }
 

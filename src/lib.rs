@@ -12,5 +12,6 @@ pub mod metrics;
 pub mod proxy;
 pub mod routing;
 pub mod server;
+pub mod sigv4;
 pub mod tls;
 pub mod upstream;

@@ -20,7 +20,7 @@ pub mod respond;
 mod site;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -66,6 +66,8 @@ pub struct RequestCtx {
     principal: Option<auth::Principal>,
     /// The upstream switched protocols: this session is a proxied WebSocket.
     websocket: bool,
+    /// Auth accepted credentials only the upstream can verify (IAM): no cache.
+    unverified_auth: bool,
 }
 
 /// Connection attempts per request when the upstream's name has several addresses.
@@ -175,6 +177,7 @@ impl ProxyHttp for Edge {
             connect_failures: 0,
             principal: None,
             websocket: false,
+            unverified_auth: false,
         }
     }
 
@@ -216,7 +219,10 @@ impl ProxyHttp for Edge {
         }
         if let Some(modes) = &site.auth {
             match auth::check(session, &site.config.name, modes).await {
-                Ok(p) => ctx.principal = Some(p),
+                Ok(a) => {
+                    ctx.unverified_auth = !a.verified;
+                    ctx.principal = Some(a.principal);
+                }
                 Err(e) => return self.reject(session, ctx, e).await,
             }
         }
@@ -243,6 +249,17 @@ impl ProxyHttp for Edge {
         let (bytes, is_get) = match raw {
             Ok(Raw::Body(b)) => (b, false),
             Ok(Raw::Query(q)) => (q, true),
+            Ok(Raw::Unanalysed) if site.config.upstream_signing.is_some() => {
+                let e = EdgeError::new(
+                    413,
+                    "BODY_TOO_LARGE",
+                    format!(
+                        "the edge signs requests to this API: bodies over {} bytes cannot be signed",
+                        crate::config::ANALYSED_BODY_LIMIT
+                    ),
+                );
+                return self.reject(session, ctx, e).await;
+            }
             Ok(Raw::Unanalysed) => {
                 ctx.unanalysed = true;
                 site.unanalysed.inc();
@@ -267,6 +284,12 @@ impl ProxyHttp for Edge {
             Err(e) => return self.reject(session, ctx, e).await,
         };
         ctx.operation = Some(plan.kind);
+        if ctx.unverified_auth {
+            if site.config.cache.enabled() {
+                ctx.cache_status = Some(caching::Status::Pass("unverified-auth"));
+            }
+            return Ok(false);
+        }
         caching::lookup(&self.cache, &site, session, ctx, &plan, bytes).await
     }
 
@@ -331,6 +354,14 @@ impl ProxyHttp for Edge {
             site.upstream.endpoint()
         };
         forward::rewrite(session, upstream_request, endpoint)?;
+        if let (Some(signing), false) = (&site.config.upstream_signing, ctx.realtime) {
+            let body = session
+                .as_downstream()
+                .get_retry_buffer()
+                .unwrap_or_default();
+            crate::sigv4::sign_upstream(upstream_request, &body, signing, SystemTime::now())
+                .map_err(|e| Error::explain(ErrorType::InternalError, e))?;
+        }
         caching::upstream_request(ctx, upstream_request);
         ctx.upstream_sent = Some(Instant::now());
         Ok(())

@@ -32,6 +32,9 @@ pub const REPLAYED_HEADERS: &[&str] = &[
 pub struct Refresher {
     client: reqwest::Client,
     origin: String,
+    /// `Host` of the upstream, for edge signing.
+    host: String,
+    signing: Option<crate::config::auth::Signing>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +54,8 @@ impl Refresher {
         Ok(Self {
             client,
             origin: format!("{scheme}://{}", up.host_header),
+            host: up.host_header.clone(),
+            signing: site.upstream_signing.clone(),
         })
     }
 
@@ -60,10 +65,37 @@ impl Refresher {
         req: &Arc<RefreshRequest>,
     ) -> Result<(u16, http::HeaderMap, Bytes), RefreshError> {
         let url = format!("{}{}", self.origin, req.path_and_query);
+        let mut headers = req.headers.clone();
+        if let Some(signing) = &self.signing {
+            // Refreshes are signed like the proxied requests (edge signing).
+            let content_type = headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let signed = crate::sigv4::signature_headers(
+                req.method.as_str(),
+                &self.host,
+                &req.path_and_query,
+                content_type.as_deref(),
+                &req.body,
+                signing,
+                std::time::SystemTime::now(),
+            )
+            .map_err(RefreshError::Client)?;
+            headers.remove(http::header::AUTHORIZATION);
+            for (name, value) in signed {
+                if let (Ok(n), Ok(v)) = (
+                    http::HeaderName::try_from(name),
+                    http::HeaderValue::try_from(value),
+                ) {
+                    headers.insert(n, v);
+                }
+            }
+        }
         let resp = self
             .client
             .request(req.method.clone(), url)
-            .headers(req.headers.clone())
+            .headers(headers)
             .body(req.body.clone())
             .send()
             .await?;

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::file::{AuthFile, CognitoFile, OidcFile};
+use super::file::{AuthFile, CognitoFile, OidcFile, SigningFile};
 use super::{KeyPath, Validator};
 
 /// An accepted API key (the key itself is not kept: only its blake3 digest).
@@ -21,6 +21,46 @@ pub struct Auth {
     /// Token issuers (OIDC providers and Cognito user pools), matched by `iss`.
     pub issuers: Vec<Arc<Issuer>>,
     pub jwt: JwtSettings,
+    /// AWS_IAM pre-check.
+    pub iam: Option<IamCheck>,
+}
+
+/// What the SigV4 pre-check requires (the signature itself is the upstream's to verify).
+#[derive(Debug, Clone)]
+pub struct IamCheck {
+    pub region: String,
+    pub max_clock_skew: Duration,
+}
+
+/// The edge's own credentials for signing upstream requests.
+#[derive(Clone)]
+pub struct Signing {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+    pub region: String,
+    pub service: String,
+}
+
+impl std::fmt::Debug for Signing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret or the token.
+        f.debug_struct("Signing")
+            .field("access_key_id", &self.access_key_id)
+            .field("region", &self.region)
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The region of an AppSync endpoint host (`<id>.appsync-api.<region>.amazonaws.com`).
+pub fn appsync_region(host: &str) -> Option<String> {
+    let rest = host
+        .split_once(".appsync-api.")
+        .or_else(|| host.split_once(".appsync-realtime-api."))?
+        .1;
+    let region = rest.strip_suffix(".amazonaws.com")?;
+    (!region.is_empty() && !region.contains('.')).then(|| region.to_string())
 }
 
 /// Which AppSync mode an issuer stands for.
@@ -86,13 +126,27 @@ impl Default for JwtSettings {
 }
 
 impl Validator<'_> {
-    pub(super) fn auth(&mut self, at: KeyPath, f: &AuthFile) -> Auth {
+    pub(super) fn auth(&mut self, at: KeyPath, f: &AuthFile, upstream_host: &str) -> Auth {
         let mut auth = Auth::default();
-        if f.api_keys.is_empty() && f.oidc.is_empty() && f.cognito.is_empty() {
+        if f.api_keys.is_empty() && f.oidc.is_empty() && f.cognito.is_empty() && f.iam.is_none() {
             self.problem(
                 at.clone(),
-                "configure at least one auth mode (api-key, oidc, cognito)",
+                "configure at least one auth mode (api-key, oidc, cognito, iam)",
             );
+        }
+        if let Some(iam) = &f.iam {
+            match iam.region.clone().or_else(|| appsync_region(upstream_host)) {
+                Some(region) => {
+                    auth.iam = Some(IamCheck {
+                        region,
+                        max_clock_skew: iam.max_clock_skew,
+                    })
+                }
+                None => self.problem(
+                    at.key("iam").key("region"),
+                    "set the region (the upstream is not an AppSync host to take it from)",
+                ),
+            }
         }
         auth.jwt = JwtSettings {
             leeway: f.jwt.leeway,
@@ -173,6 +227,62 @@ impl Validator<'_> {
             );
         }
         auth
+    }
+
+    pub(super) fn signing(
+        &mut self,
+        at: KeyPath,
+        f: &SigningFile,
+        upstream_host: &str,
+    ) -> Option<Signing> {
+        let before = self.problems.len();
+        let secret = match (&f.secret_access_key, &f.secret_access_key_file) {
+            (Some(s), None) => Some(s.trim().to_string()),
+            (None, Some(p)) => self.secret_file(at.key("secret-access-key-file"), p),
+            _ => {
+                self.problem(
+                    at.clone(),
+                    "set exactly one of secret-access-key or secret-access-key-file",
+                );
+                None
+            }
+        };
+        let session_token = match &f.session_token_file {
+            Some(p) => self.secret_file(at.key("session-token-file"), p),
+            None => None,
+        };
+        let region = f.region.clone().or_else(|| appsync_region(upstream_host));
+        if region.is_none() {
+            self.problem(
+                at.key("region"),
+                "set the region (the upstream is not an AppSync host to take it from)",
+            );
+        }
+        if f.access_key_id.trim().is_empty() {
+            self.problem(at.key("access-key-id"), "must not be empty");
+        }
+        (self.problems.len() == before).then(|| Signing {
+            access_key_id: f.access_key_id.trim().to_string(),
+            secret_access_key: secret.unwrap_or_default(),
+            session_token,
+            region: region.unwrap_or_default(),
+            service: f.service.clone(),
+        })
+    }
+
+    fn secret_file(&mut self, at: KeyPath, path: &std::path::Path) -> Option<String> {
+        let path = self.resolve(path);
+        match std::fs::read_to_string(&path) {
+            Ok(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+            Ok(_) => {
+                self.problem(at, format!("{} is empty", path.display()));
+                None
+            }
+            Err(e) => {
+                self.problem(at, format!("{}: {e}", path.display()));
+                None
+            }
+        }
     }
 
     fn oidc(&mut self, at: KeyPath, o: &OidcFile) -> Option<Issuer> {

@@ -198,6 +198,48 @@ pub struct SiteFile {
     /// Who may call this site, checked at the edge (AppSync's auth modes).
     #[serde(default)]
     pub auth: Option<AuthFile>,
+    /// Sign upstream requests with the edge's own AWS credentials (SigV4), for IAM-only
+    /// upstreams.
+    #[serde(default)]
+    pub upstream_signing: Option<SigningFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SigningFile {
+    pub access_key_id: String,
+    /// The secret, or better `secret-access-key-file`.
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+    #[serde(default)]
+    pub secret_access_key_file: Option<PathBuf>,
+    /// A file holding a session token (temporary credentials).
+    #[serde(default)]
+    pub session_token_file: Option<PathBuf>,
+    /// Default: the region of an AppSync upstream's host.
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default = "default_signing_service")]
+    pub service: String,
+}
+
+fn default_signing_service() -> String {
+    "appsync".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct IamFile {
+    /// The region requests must be signed for. Default: the region of an AppSync upstream.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// How far `X-Amz-Date` may be from the edge's clock.
+    #[serde(default = "default_clock_skew", with = "humantime_serde")]
+    pub max_clock_skew: Duration,
+}
+
+fn default_clock_skew() -> Duration {
+    Duration::from_secs(300)
 }
 
 #[derive(Debug, Deserialize)]
@@ -215,6 +257,9 @@ pub struct AuthFile {
     /// How tokens of both JWT modes are checked.
     #[serde(default)]
     pub jwt: JwtFile,
+    /// AWS_IAM: a SigV4 pre-check; the request is forwarded as signed.
+    #[serde(default)]
+    pub iam: Option<IamFile>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -288,3 +288,45 @@ fn token_issuers_are_validated() {
     ));
     assert!(p[0].message.contains("configured twice"), "{p:?}");
 }
+
+#[test]
+fn iam_and_edge_signing_are_validated() {
+    let dir = dir_with_certs(&["c.pem", "k.pem"]);
+    // The region comes from the AppSync upstream's host.
+    let c = Config::parse(
+        &format!("{MINIMAL}[site.auth.iam]\n[site.upstream-signing]\naccess-key-id = \"AKIDEXAMPLE\"\nsecret-access-key = \"s\"\n")
+            .replace("[site.auth.iam]\n[site.upstream-signing]", "[site.upstream-signing]"),
+        dir.path(),
+    )
+    .unwrap();
+    let signing = c.sites[0].upstream_signing.as_ref().unwrap();
+    assert_eq!(signing.region, "eu-west-1");
+    assert_eq!(signing.service, "appsync");
+    assert!(
+        !format!("{signing:?}").contains("\"s\""),
+        "no secret in Debug"
+    );
+    let c = Config::parse(&format!("{MINIMAL}[site.auth.iam]\n"), dir.path()).unwrap();
+    assert_eq!(
+        c.sites[0]
+            .auth
+            .as_ref()
+            .unwrap()
+            .iam
+            .as_ref()
+            .unwrap()
+            .region,
+        "eu-west-1"
+    );
+
+    // Accepting IAM clients while re-signing would let unverified signatures through.
+    let p = problems(&format!(
+        "{MINIMAL}[site.auth.iam]\n[site.upstream-signing]\naccess-key-id = \"AKIDEXAMPLE\"\nsecret-access-key = \"s\"\n"
+    ));
+    assert_eq!(p[0].path, "site[0].auth.iam", "{p:?}");
+    let p = problems(&format!(
+        "{}[site.auth.iam]\n",
+        MINIMAL.replace("abc.appsync-api.eu-west-1.amazonaws.com", "api.example.com")
+    ));
+    assert_eq!(p[0].path, "site[0].auth.iam.region", "{p:?}");
+}

@@ -1,7 +1,8 @@
 //! Auth pre-checks at the edge, AppSync's modes combined as AppSync does: the request passes
 //! when one configured mode accepts the credentials it carries (`x-api-key` for API_KEY, a
-//! token in `Authorization` for OPENID_CONNECT and AMAZON_COGNITO_USER_POOLS). A request no
-//! mode accepts gets AppSync's 401 and never reaches the upstream.
+//! token in `Authorization` for OPENID_CONNECT and AMAZON_COGNITO_USER_POOLS, a SigV4
+//! `Authorization` for AWS_IAM). A request no mode accepts gets AppSync's 401 and never
+//! reaches the upstream.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -16,6 +17,15 @@ use crate::metrics;
 
 /// The accepted caller, as per-principal cache scopes and logs know it.
 pub type Principal = String;
+
+/// A request some mode accepted.
+#[derive(Debug)]
+pub struct Accepted {
+    pub principal: Principal,
+    /// Whether the edge verified the credentials itself. An IAM signature is only
+    /// pre-checked (the upstream verifies it), so such requests never use the cache.
+    pub verified: bool,
+}
 
 /// A site's auth: its settings and the cached keys of its token issuers.
 pub struct SiteAuth {
@@ -48,16 +58,19 @@ fn unauthorized(code: &'static str, message: &str) -> EdgeError {
 /// One mode's verdict, with the labels it is counted under.
 struct Verdict {
     mode: &'static str,
-    result: Result<Principal, (EdgeError, &'static str)>,
+    result: Result<Accepted, (EdgeError, &'static str)>,
 }
 
-/// Check the request against the site's modes; the principal on success.
-pub async fn check(session: &Session, site: &str, auth: &SiteAuth) -> Result<Principal, EdgeError> {
+/// Check the request against the site's modes.
+pub async fn check(session: &Session, site: &str, auth: &SiteAuth) -> Result<Accepted, EdgeError> {
     let headers = &session.req_header().headers;
     let mut verdicts: Vec<Verdict> = Vec::with_capacity(2);
-    if !auth.config.issuers.is_empty() {
-        if let Some(value) = headers.get(http::header::AUTHORIZATION) {
-            verdicts.push(token(value, auth).await);
+    if let Some(value) = headers.get(http::header::AUTHORIZATION) {
+        let text = value.to_str().unwrap_or("");
+        match &auth.config.iam {
+            Some(iam) if crate::sigv4::is_sigv4(text) => verdicts.push(sigv4(text, headers, iam)),
+            _ if !auth.config.issuers.is_empty() => verdicts.push(token(value, auth).await),
+            _ => {}
         }
     }
     if !auth.config.api_keys.is_empty() && verdicts.iter().all(|v| v.result.is_err()) {
@@ -67,7 +80,7 @@ pub async fn check(session: &Session, site: &str, auth: &SiteAuth) -> Result<Pri
     }
     let m = metrics::get();
     if verdicts.is_empty() {
-        let (mode, code) = if auth.config.issuers.is_empty() {
+        let (mode, code) = if auth.config.issuers.is_empty() && auth.config.iam.is_none() {
             ("api_key", "API_KEY_MISSING")
         } else {
             ("none", "AUTHORIZATION_MISSING")
@@ -113,7 +126,10 @@ async fn token(value: &http::HeaderValue, auth: &SiteAuth) -> Verdict {
     match jwt::verify(token, &auth.issuers, &auth.config.jwt).await {
         Ok(v) => Verdict {
             mode: v.mode.label(),
-            result: Ok(v.principal),
+            result: Ok(Accepted {
+                principal: v.principal,
+                verified: true,
+            }),
         },
         Err((mode, refusal)) => Verdict {
             mode: mode.map_or("jwt", |m| m.label()),
@@ -139,10 +155,31 @@ fn api_key(key: &http::HeaderValue, auth: &Auth) -> Verdict {
             unauthorized("API_KEY_EXPIRED", "The API key has expired."),
             "expired",
         )),
-        Some(found) => Ok(format!("api-key:{}", found.id)),
+        Some(found) => Ok(Accepted {
+            principal: format!("api-key:{}", found.id),
+            verified: true,
+        }),
     };
     Verdict {
         mode: "api_key",
+        result,
+    }
+}
+
+fn sigv4(
+    authorization: &str,
+    headers: &http::HeaderMap,
+    iam: &crate::config::auth::IamCheck,
+) -> Verdict {
+    let date = headers.get("x-amz-date").and_then(|v| v.to_str().ok());
+    let result = crate::sigv4::precheck(authorization, date, iam, SystemTime::now())
+        .map(|key_id| Accepted {
+            principal: format!("iam:{key_id}"),
+            verified: false,
+        })
+        .map_err(|r| (unauthorized(r.code(), r.message()), r.reason()));
+    Verdict {
+        mode: "iam",
         result,
     }
 }
