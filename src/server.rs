@@ -53,10 +53,11 @@ pub fn build(config: Config, upgrade: bool) -> anyhow::Result<Server> {
 
     let cache = Arc::new(ResponseCache::new(config.cache_max_size));
     let edge = Edge::new(&config, cache.clone())?;
-    let mut proxy = pingora::proxy::http_proxy_service_with_name(
-        &server.configuration,
-        edge,
-        "graphfront https",
+    let mut proxy = Service::new(
+        "graphfront https".into(),
+        Lingering {
+            inner: Arc::new(pingora::proxy::http_proxy(&server.configuration, edge)),
+        },
     );
     for addr in &config.https {
         let mut tls = TlsSettings::with_callbacks(Box::new(HandshakeHook {
@@ -201,5 +202,35 @@ impl ShutdownSignalWatch for Signals {
         }
         tracing::info!(signal = ?received, "stopping");
         received
+    }
+}
+
+/// How long, after the listeners stop accepting, connections the proxy already holds may
+/// still send a request before pingora drops the idle ones.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The proxy app, with pingora's shutdown cleanup (which drops every connection waiting for a
+/// request) held back by `LINGER` after the listeners stop. A connection accepted just before
+/// (its request still on the way) or a keep-alive client sending its next request gets an
+/// answer with `Connection: close` instead of a dropped connection.
+struct Lingering<A> {
+    inner: Arc<A>,
+}
+
+#[async_trait::async_trait]
+impl<A: pingora::apps::ServerApp + Send + Sync + 'static> pingora::apps::ServerApp
+    for Lingering<A>
+{
+    async fn process_new(
+        self: &Arc<Self>,
+        session: pingora::protocols::Stream,
+        shutdown: &pingora::server::ShutdownWatch,
+    ) -> Option<pingora::protocols::Stream> {
+        self.inner.process_new(session, shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        tokio::time::sleep(LINGER).await;
+        self.inner.cleanup().await;
     }
 }
