@@ -195,6 +195,37 @@ pub struct Analysis {
     pub complexity: Complexity,
 }
 
+/// Every field name selected anywhere in the document (operations and fragments), for checks
+/// that cannot know a field's parent type without the schema.
+pub fn field_names(query: &str) -> Result<HashSet<String>, GraphqlError> {
+    let doc = parse(query)?;
+    let mut names = HashSet::new();
+    let mut stack: Vec<&SelectionSet<'_, &str>> = doc
+        .definitions
+        .iter()
+        .map(|d| match d {
+            Definition::Fragment(f) => &f.selection_set,
+            Definition::Operation(OperationDefinition::SelectionSet(s)) => s,
+            Definition::Operation(OperationDefinition::Query(q)) => &q.selection_set,
+            Definition::Operation(OperationDefinition::Mutation(m)) => &m.selection_set,
+            Definition::Operation(OperationDefinition::Subscription(s)) => &s.selection_set,
+        })
+        .collect();
+    while let Some(set) = stack.pop() {
+        for item in &set.items {
+            match item {
+                Selection::Field(f) => {
+                    names.insert(f.name.to_string());
+                    stack.push(&f.selection_set);
+                }
+                Selection::InlineFragment(i) => stack.push(&i.selection_set),
+                Selection::FragmentSpread(_) => {}
+            }
+        }
+    }
+    Ok(names)
+}
+
 fn parse(query: &str) -> Result<Document<'_, &str>, GraphqlError> {
     // graphql-parser recurses, and stops at its recursion limit (50) with a syntax error: deep
     // documents cannot exhaust the stack.

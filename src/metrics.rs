@@ -49,6 +49,7 @@ pub struct Metrics {
     pub cache_refreshes: IntCounterVec,
     pub auth_decisions: IntCounterVec,
     pub jwks_fetches: IntCounterVec,
+    pub authorizer_requests: IntCounterVec,
     pub build_info: IntGaugeVec,
     pub websocket_open: IntGauge,
     pub websocket_connections: IntCounterVec,
@@ -174,6 +175,11 @@ impl Metrics {
                     "graphfront_auth_jwks_fetches_total",
                     "Fetches of token issuers' signing keys (JWKS), by site, mode (oidc, cognito) and result (ok, error).",
                     &["site", "mode", "result"]
+                )?,
+                authorizer_requests: register_int_counter_vec!(
+                    "graphfront_auth_authorizer_requests_total",
+                    "Calls to a site's HTTP authorizer (verdicts not reused from the cache), by site and result (authorized, denied, error).",
+                    &["site", "result"]
                 )?,
                 build_info: register_int_gauge_vec!(
                     "graphfront_build_info",

@@ -12,6 +12,7 @@
 mod access;
 mod analyse;
 mod auth;
+mod authorizer;
 mod caching;
 mod cors;
 mod forward;
@@ -217,13 +218,18 @@ impl ProxyHttp for Edge {
             let e = EdgeError::new(404, "NOT_FOUND", format!("no GraphQL endpoint at {path}"));
             return self.reject(session, ctx, e).await;
         }
+        let mut authorizer_token = None;
         if let Some(modes) = &site.auth {
             match auth::check(session, &site.config.name, modes).await {
-                Ok(a) => {
+                auth::Outcome::Accepted(a) => {
                     ctx.unverified_auth = !a.verified;
                     ctx.principal = Some(a.principal);
                 }
-                Err(e) => return self.reject(session, ctx, e).await,
+                auth::Outcome::Authorizer { token, principal } => {
+                    ctx.principal = Some(principal);
+                    authorizer_token = Some(token);
+                }
+                auth::Outcome::Rejected(e) => return self.reject(session, ctx, e).await,
             }
         }
         let method = session.req_header().method.clone();
@@ -249,12 +255,14 @@ impl ProxyHttp for Edge {
         let (bytes, is_get) = match raw {
             Ok(Raw::Body(b)) => (b, false),
             Ok(Raw::Query(q)) => (q, true),
-            Ok(Raw::Unanalysed) if site.config.upstream_signing.is_some() => {
+            Ok(Raw::Unanalysed)
+                if site.config.upstream_signing.is_some() || authorizer_token.is_some() =>
+            {
                 let e = EdgeError::new(
                     413,
                     "BODY_TOO_LARGE",
                     format!(
-                        "the edge signs requests to this API: bodies over {} bytes cannot be signed",
+                        "bodies over {} bytes cannot be signed or shown to the authorizer",
                         crate::config::ANALYSED_BODY_LIMIT
                     ),
                 );
@@ -284,6 +292,24 @@ impl ProxyHttp for Edge {
             Err(e) => return self.reject(session, ctx, e).await,
         };
         ctx.operation = Some(plan.kind);
+        if let (Some(token), Some(authorizer)) = (
+            authorizer_token,
+            site.auth.as_ref().and_then(|a| a.authorizer.as_ref()),
+        ) {
+            let verdict = authorizer
+                .check(
+                    &token,
+                    &bytes,
+                    is_get,
+                    plan.kind,
+                    &plan.root_fields,
+                    &session.req_header().headers,
+                )
+                .await;
+            if let Err(e) = auth::authorizer_outcome(&site.config.name, verdict) {
+                return self.reject(session, ctx, e).await;
+            }
+        }
         if ctx.unverified_auth {
             if site.config.cache.enabled() {
                 ctx.cache_status = Some(caching::Status::Pass("unverified-auth"));

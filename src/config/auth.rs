@@ -23,6 +23,16 @@ pub struct Auth {
     pub jwt: JwtSettings,
     /// AWS_IAM pre-check.
     pub iam: Option<IamCheck>,
+    /// AWS_LAMBDA over HTTP.
+    pub authorizer: Option<Authorizer>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Authorizer {
+    pub url: String,
+    pub ttl: Duration,
+    pub token_regex: Option<regex::Regex>,
+    pub max_cached_verdicts: u64,
 }
 
 /// What the SigV4 pre-check requires (the signature itself is the upstream's to verify).
@@ -128,11 +138,31 @@ impl Default for JwtSettings {
 impl Validator<'_> {
     pub(super) fn auth(&mut self, at: KeyPath, f: &AuthFile, upstream_host: &str) -> Auth {
         let mut auth = Auth::default();
-        if f.api_keys.is_empty() && f.oidc.is_empty() && f.cognito.is_empty() && f.iam.is_none() {
+        if f.api_keys.is_empty()
+            && f.oidc.is_empty()
+            && f.cognito.is_empty()
+            && f.iam.is_none()
+            && f.authorizer.is_none()
+        {
             self.problem(
                 at.clone(),
-                "configure at least one auth mode (api-key, oidc, cognito, iam)",
+                "configure at least one auth mode (api-key, oidc, cognito, iam, authorizer)",
             );
+        }
+        if let Some(a) = &f.authorizer {
+            let aat = at.key("authorizer");
+            self.https_url(aat.key("url"), &a.url);
+            let token_regex =
+                self.client_id_regex(aat.key("token-regex"), a.token_regex.as_deref());
+            if a.ttl > Duration::from_secs(3600) {
+                self.problem(aat.key("ttl"), "at most 1h (as AppSync)");
+            }
+            auth.authorizer = Some(Authorizer {
+                url: a.url.clone(),
+                ttl: a.ttl,
+                token_regex,
+                max_cached_verdicts: a.max_cached_verdicts,
+            });
         }
         if let Some(iam) = &f.iam {
             match iam.region.clone().or_else(|| appsync_region(upstream_host)) {

@@ -260,6 +260,34 @@ pub struct AuthFile {
     /// AWS_IAM: a SigV4 pre-check; the request is forwarded as signed.
     #[serde(default)]
     pub iam: Option<IamFile>,
+    /// AWS_LAMBDA over HTTP: an authorizer service decides on the token.
+    #[serde(default)]
+    pub authorizer: Option<AuthorizerFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AuthorizerFile {
+    /// Where the token and the request context are POSTed (AppSync's Lambda event).
+    pub url: String,
+    /// How long a verdict is reused for the same token (the answer's `ttlOverride` wins;
+    /// 0s: ask every time).
+    #[serde(default = "default_authorizer_ttl", with = "humantime_serde")]
+    pub ttl: Duration,
+    /// A regular expression tokens must match before the authorizer is asked
+    /// (AppSync's identityValidationExpression).
+    #[serde(default)]
+    pub token_regex: Option<String>,
+    /// Verdicts kept at most.
+    #[serde(default = "default_authorizer_entries")]
+    pub max_cached_verdicts: u64,
+}
+
+fn default_authorizer_ttl() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_authorizer_entries() -> u64 {
+    100_000
 }
 
 #[derive(Debug, Deserialize)]

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 
 use pingora::proxy::Session;
 
+use super::authorizer::SiteAuthorizer;
 use super::jwt::{self, IssuerKeys};
 use super::respond::EdgeError;
 use crate::config::auth::Auth;
@@ -27,16 +28,28 @@ pub struct Accepted {
     pub verified: bool,
 }
 
-/// A site's auth: its settings and the cached keys of its token issuers.
+/// A site's auth: its settings, the cached keys of its token issuers, its authorizer.
 pub struct SiteAuth {
     pub config: Auth,
     issuers: Vec<Arc<IssuerKeys>>,
+    pub authorizer: Option<SiteAuthorizer>,
+}
+
+/// What the pre-check decided before the request body is read.
+pub enum Outcome {
+    Accepted(Accepted),
+    Rejected(EdgeError),
+    /// The authorizer decides, once the operation is known (AppSync sends it the query).
+    Authorizer {
+        token: String,
+        principal: Principal,
+    },
 }
 
 impl SiteAuth {
     /// `client` fetches the issuers' keys (with the site's trust).
     pub fn new(site: &Site, auth: &Auth, client: Option<reqwest::Client>) -> Self {
-        let issuers = match client {
+        let issuers = match &client {
             Some(client) => auth
                 .issuers
                 .iter()
@@ -47,7 +60,16 @@ impl SiteAuth {
         Self {
             config: auth.clone(),
             issuers,
+            authorizer: auth
+                .authorizer
+                .as_ref()
+                .map(|a| SiteAuthorizer::new(a, &site.name, client)),
         }
+    }
+
+    /// Whether keys or an authorizer must be fetched from (a client is needed).
+    pub fn needs_client(auth: &Auth) -> bool {
+        !auth.issuers.is_empty() || auth.authorizer.is_some()
     }
 }
 
@@ -62,15 +84,23 @@ struct Verdict {
 }
 
 /// Check the request against the site's modes.
-pub async fn check(session: &Session, site: &str, auth: &SiteAuth) -> Result<Accepted, EdgeError> {
+pub async fn check(session: &Session, site: &str, auth: &SiteAuth) -> Outcome {
     let headers = &session.req_header().headers;
     let mut verdicts: Vec<Verdict> = Vec::with_capacity(2);
-    if let Some(value) = headers.get(http::header::AUTHORIZATION) {
+    let authorization = headers.get(http::header::AUTHORIZATION);
+    let mut for_authorizer = None;
+    if let Some(value) = authorization {
         let text = value.to_str().unwrap_or("");
         match &auth.config.iam {
             Some(iam) if crate::sigv4::is_sigv4(text) => verdicts.push(sigv4(text, headers, iam)),
-            _ if !auth.config.issuers.is_empty() => verdicts.push(token(value, auth).await),
-            _ => {}
+            _ => {
+                if !auth.config.issuers.is_empty() {
+                    verdicts.push(token(value, auth).await);
+                }
+                if auth.authorizer.is_some() {
+                    for_authorizer = Some(text.to_string());
+                }
+            }
         }
     }
     if !auth.config.api_keys.is_empty() && verdicts.iter().all(|v| v.result.is_err()) {
@@ -79,20 +109,6 @@ pub async fn check(session: &Session, site: &str, auth: &SiteAuth) -> Result<Acc
         }
     }
     let m = metrics::get();
-    if verdicts.is_empty() {
-        let (mode, code) = if auth.config.issuers.is_empty() && auth.config.iam.is_none() {
-            ("api_key", "API_KEY_MISSING")
-        } else {
-            ("none", "AUTHORIZATION_MISSING")
-        };
-        m.auth_decisions
-            .with_label_values(&[site, mode, "rejected", "missing"])
-            .inc();
-        return Err(unauthorized(
-            code,
-            "Valid authorization header not provided.",
-        ));
-    }
     for v in &verdicts {
         let (outcome, reason) = match &v.result {
             Ok(_) => ("accepted", "ok"),
@@ -102,17 +118,56 @@ pub async fn check(session: &Session, site: &str, auth: &SiteAuth) -> Result<Acc
             .with_label_values(&[site, v.mode, outcome, reason])
             .inc();
     }
-    // The first mode that accepted, else the first refusal (the mode tried first).
+    // The first mode that accepted; else the authorizer; else the first refusal.
     let mut first_err = None;
     for v in verdicts {
         match v.result {
-            Ok(p) => return Ok(p),
+            Ok(a) => return Outcome::Accepted(a),
             Err((e, _)) => {
                 first_err.get_or_insert(e);
             }
         }
     }
-    Err(first_err.expect("at least one verdict"))
+    if let Some(token) = for_authorizer {
+        let principal = format!(
+            "authorizer:{}",
+            &blake3::hash(token.as_bytes()).to_hex()[..32]
+        );
+        return Outcome::Authorizer { token, principal };
+    }
+    if let Some(e) = first_err {
+        return Outcome::Rejected(e);
+    }
+    let (mode, code) =
+        if auth.config.issuers.is_empty() && auth.config.iam.is_none() && auth.authorizer.is_none()
+        {
+            ("api_key", "API_KEY_MISSING")
+        } else {
+            ("none", "AUTHORIZATION_MISSING")
+        };
+    m.auth_decisions
+        .with_label_values(&[site, mode, "rejected", "missing"])
+        .inc();
+    Outcome::Rejected(unauthorized(
+        code,
+        "Valid authorization header not provided.",
+    ))
+}
+
+/// Count the authorizer's decision; the refusal as an edge error.
+pub fn authorizer_outcome(
+    site: &str,
+    result: Result<(), super::authorizer::Refusal>,
+) -> Result<(), EdgeError> {
+    let (outcome, reason) = match &result {
+        Ok(()) => ("accepted", "ok"),
+        Err(r) => ("rejected", r.reason()),
+    };
+    metrics::get()
+        .auth_decisions
+        .with_label_values(&[site, "authorizer", outcome, reason])
+        .inc();
+    result.map_err(|r| unauthorized(r.code(), &r.message()))
 }
 
 async fn token(value: &http::HeaderValue, auth: &SiteAuth) -> Verdict {

@@ -85,14 +85,14 @@ impl SiteRuntime {
         };
         let auth = match &config.auth {
             Some(a) => {
-                let client = if a.issuers.is_empty() {
+                let client = if !super::auth::SiteAuth::needs_client(a) {
                     None
                 } else {
                     match crate::upstream::side_client(&config, &side_ca()?) {
                         Ok(c) => Some(c),
                         Err(e) => {
                             // Tokens then fail as unverifiable: closed, never open.
-                            tracing::error!(site = %config.name, error = %e, "cannot build the client for token issuers' keys");
+                            tracing::error!(site = %config.name, error = %e, "cannot build the client for token issuers and the authorizer");
                             None
                         }
                     }
