@@ -11,12 +11,12 @@
 
 mod access;
 mod analyse;
-mod auth;
+pub mod auth;
 mod authorizer;
 mod caching;
 mod cors;
 mod forward;
-mod jwt;
+pub mod jwt;
 pub mod respond;
 mod site;
 

@@ -96,7 +96,14 @@ pub struct Verified {
     pub mode: JwtMode,
     /// `jwt:<iss>#<sub>`: distinct across issuers, for cache scopes and logs.
     pub principal: String,
+    /// Unix time until which the same token stays acceptable (exp, iat and auth_time TTLs,
+    /// leeway included), so its verification can be reused until then.
+    pub valid_until: u64,
 }
+
+/// How long a verification is reused at most (a key removed from the issuer's JWKS stops
+/// being trusted within this).
+pub const REUSE_AT_MOST: Duration = Duration::from_secs(600);
 
 /// One verification key and the algorithms it may be used with.
 struct Key {
@@ -129,6 +136,7 @@ struct Discovery {
 
 impl IssuerKeys {
     pub fn new(issuer: Arc<Issuer>, site: &str, client: reqwest::Client) -> Arc<Self> {
+        install_crypto();
         Arc::new(Self {
             issuer,
             site: site.to_string(),
@@ -136,6 +144,22 @@ impl IssuerKeys {
             keys: RwLock::new(Arc::new(KeySet::default())),
             fetching: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// An issuer whose keys are already known (benches and tests; the edge fetches them).
+    pub fn with_keys(issuer: Arc<Issuer>, jwks: &JwkSet) -> Arc<Self> {
+        let keys = Self::new(issuer, "-", reqwest::Client::new());
+        let mut set = KeySet {
+            fetched: Some(Instant::now()),
+            ..KeySet::default()
+        };
+        for jwk in &jwks.keys {
+            if let (Some(key), Some(kid)) = (verification_key(jwk), &jwk.common.key_id) {
+                set.by_kid.insert(kid.clone(), Arc::new(key));
+            }
+        }
+        *keys.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
+        keys
     }
 
     fn current(&self) -> Arc<KeySet> {
@@ -293,6 +317,7 @@ fn verification_key(jwk: &Jwk) -> Option<Key> {
 #[derive(Deserialize)]
 struct Claims {
     sub: Option<String>,
+    exp: Option<f64>,
     #[serde(default)]
     aud: Option<OneOrMany>,
     iat: Option<f64>,
@@ -324,6 +349,95 @@ struct Unverified {
     iss: Option<String>,
 }
 
+/// jsonwebtoken's RustCrypto provider with RSA signatures verified by ring, the library
+/// rustls already brings: an RS256 check costs ~6x less than with the `rsa` crate, and keys
+/// under 2048 bits are refused. Everything else (EC, EdDSA, signing) stays RustCrypto's.
+/// Installed before any other use of jsonwebtoken in the process (the first use fixes the
+/// provider): when the first issuer is set up, and at each verification for safety.
+pub fn install_crypto() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let mut provider = jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.clone();
+        provider.verifier_factory = verifier;
+        if Box::leak(Box::new(provider)).install_default().is_err() {
+            tracing::warn!("jsonwebtoken's crypto provider was fixed before graphfront's: RSA tokens verify with RustCrypto");
+        }
+    });
+}
+
+fn verifier(
+    alg: &Algorithm,
+    key: &DecodingKey,
+) -> jsonwebtoken::errors::Result<Box<dyn jsonwebtoken::crypto::JwtVerifier>> {
+    use ring::signature as rs;
+    let params: &'static rs::RsaParameters = match alg {
+        Algorithm::RS256 => &rs::RSA_PKCS1_2048_8192_SHA256,
+        Algorithm::RS384 => &rs::RSA_PKCS1_2048_8192_SHA384,
+        Algorithm::RS512 => &rs::RSA_PKCS1_2048_8192_SHA512,
+        Algorithm::PS256 => &rs::RSA_PSS_2048_8192_SHA256,
+        Algorithm::PS384 => &rs::RSA_PSS_2048_8192_SHA384,
+        Algorithm::PS512 => &rs::RSA_PSS_2048_8192_SHA512,
+        _ => {
+            return (jsonwebtoken::crypto::rust_crypto::DEFAULT_PROVIDER.verifier_factory)(alg, key)
+        }
+    };
+    let key = match key.kind() {
+        jsonwebtoken::DecodingKeyKind::RsaModulusExponent { n, e } => RsaKey::Components {
+            n: n.clone(),
+            e: e.clone(),
+        },
+        jsonwebtoken::DecodingKeyKind::SecretOrDer(der) => RsaKey::Der(der.clone()),
+    };
+    Ok(Box::new(RingRsa {
+        alg: *alg,
+        params,
+        key,
+    }))
+}
+
+enum RsaKey {
+    Components {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
+    /// PKCS#1 RSAPublicKey.
+    Der(Vec<u8>),
+}
+
+struct RingRsa {
+    alg: Algorithm,
+    params: &'static ring::signature::RsaParameters,
+    key: RsaKey,
+}
+
+impl jsonwebtoken::signature::Verifier<Vec<u8>> for RingRsa {
+    fn verify(
+        &self,
+        msg: &[u8],
+        signature: &Vec<u8>,
+    ) -> Result<(), jsonwebtoken::signature::Error> {
+        let ok = match &self.key {
+            RsaKey::Components { n, e } => ring::signature::RsaPublicKeyComponents { n, e }
+                .verify(self.params, msg, signature)
+                .is_ok(),
+            RsaKey::Der(der) => ring::signature::UnparsedPublicKey::new(self.params, der)
+                .verify(msg, signature)
+                .is_ok(),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(jsonwebtoken::signature::Error::new())
+        }
+    }
+}
+
+impl jsonwebtoken::crypto::JwtVerifier for RingRsa {
+    fn algorithm(&self) -> Algorithm {
+        self.alg
+    }
+}
+
 /// The issuer a token claims, read before its signature is checked (only to pick the keys).
 pub fn claimed_issuer(token: &str) -> Result<String, Refusal> {
     jsonwebtoken::dangerous::insecure_decode_claims::<Unverified>(token)
@@ -338,6 +452,7 @@ pub async fn verify(
     issuers: &[Arc<IssuerKeys>],
     s: &JwtSettings,
 ) -> Result<Verified, (Option<JwtMode>, Refusal)> {
+    install_crypto();
     if token.len() > s.max_token_size {
         return Err((None, Refusal::TooLarge));
     }
@@ -362,10 +477,25 @@ pub async fn verify(
         .map_err(|e| fail(refusal_of(e.kind())))?
         .claims;
     check_claims(issuer, &claims, s).map_err(fail)?;
+    let now = jsonwebtoken::get_current_timestamp() as f64;
+    let leeway = s.leeway.as_secs_f64();
+    let horizon = |t: Option<f64>, ttl: Option<Duration>| match (t, ttl) {
+        (Some(t), Some(ttl)) => t + ttl.as_secs_f64() + leeway,
+        _ => f64::INFINITY,
+    };
+    let valid_until = [
+        claims.exp.map_or(f64::INFINITY, |e| e + leeway),
+        horizon(claims.iat, issuer.iat_ttl),
+        horizon(claims.auth_time, issuer.auth_ttl),
+        now + REUSE_AT_MOST.as_secs_f64(),
+    ]
+    .into_iter()
+    .fold(f64::INFINITY, f64::min);
     let sub = claims.sub.ok_or(fail(Refusal::MissingClaim))?;
     Ok(Verified {
         mode: issuer.mode,
         principal: format!("jwt:{}#{sub}", issuer.issuer),
+        valid_until: valid_until.max(0.0) as u64,
     })
 }
 
