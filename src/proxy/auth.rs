@@ -15,6 +15,7 @@ use super::respond::EdgeError;
 use crate::config::auth::Auth;
 use crate::config::Site;
 use crate::metrics;
+use pingora_prometheus::prometheus::IntCounter;
 
 /// The accepted caller, as per-principal cache scopes and logs know it.
 pub type Principal = String;
@@ -36,7 +37,12 @@ pub struct SiteAuth {
     /// Tokens verified recently, by digest: a signature is checked once per token, not once
     /// per request (RSA verification costs hundreds of microseconds).
     verified_tokens: moka::sync::Cache<[u8; 32], Arc<jwt::Verified>>,
+    /// `auth_decisions{mode, accepted, ok}` for each of `MODES`.
+    accepted: [IntCounter; 5],
 }
+
+/// The `mode` labels of modes that accept requests.
+const MODES: [&str; 5] = ["api_key", "oidc", "cognito", "iam", "authorizer"];
 
 /// What the pre-check decided before the request body is read.
 pub enum Outcome {
@@ -71,7 +77,17 @@ impl SiteAuth {
                 .max_capacity(100_000)
                 .time_to_live(jwt::REUSE_AT_MOST)
                 .build(),
+            accepted: MODES.map(|mode| {
+                metrics::get()
+                    .auth_decisions
+                    .with_label_values(&[&site.name, mode, "accepted", "ok"])
+            }),
         }
+    }
+
+    fn accepted_counter(&self, mode: &str) -> &IntCounter {
+        let i = MODES.iter().position(|m| *m == mode).unwrap_or(0);
+        &self.accepted[i]
     }
 
     /// Whether keys or an authorizer must be fetched from (a client is needed).
@@ -93,16 +109,20 @@ struct Verdict {
 /// Check the request against the site's modes.
 pub async fn check(session: &Session, site: &str, auth: &SiteAuth) -> Outcome {
     let headers = &session.req_header().headers;
-    let mut verdicts: Vec<Verdict> = Vec::with_capacity(2);
+    // At most two modes are tried: one for Authorization, then the API key.
+    let mut verdicts: [Option<Verdict>; 2] = [None, None];
+
     let authorization = headers.get(http::header::AUTHORIZATION);
     let mut for_authorizer = None;
     if let Some(value) = authorization {
         let text = value.to_str().unwrap_or("");
         match &auth.config.iam {
-            Some(iam) if crate::sigv4::is_sigv4(text) => verdicts.push(sigv4(text, headers, iam)),
+            Some(iam) if crate::sigv4::is_sigv4(text) => {
+                verdicts[0] = Some(sigv4(text, headers, iam));
+            }
             _ => {
                 if !auth.config.issuers.is_empty() {
-                    verdicts.push(token(value, auth).await);
+                    verdicts[0] = Some(token(value, auth).await);
                 }
                 if auth.authorizer.is_some() {
                     for_authorizer = Some(text.to_string());
@@ -110,24 +130,26 @@ pub async fn check(session: &Session, site: &str, auth: &SiteAuth) -> Outcome {
             }
         }
     }
-    if !auth.config.api_keys.is_empty() && verdicts.iter().all(|v| v.result.is_err()) {
+    let token_accepted = verdicts[0].as_ref().is_some_and(|v| v.result.is_ok());
+    if !auth.config.api_keys.is_empty() && !token_accepted {
         if let Some(key) = headers.get("x-api-key") {
-            verdicts.push(api_key(key, &auth.config));
+            verdicts[usize::from(verdicts[0].is_some())] = Some(api_key(key, &auth.config));
         }
     }
     let m = metrics::get();
-    for v in &verdicts {
-        let (outcome, reason) = match &v.result {
-            Ok(_) => ("accepted", "ok"),
-            Err((_, reason)) => ("rejected", *reason),
-        };
-        m.auth_decisions
-            .with_label_values(&[site, v.mode, outcome, reason])
-            .inc();
+    for v in verdicts.iter().flatten() {
+        match &v.result {
+            // Accepted requests count on handles resolved once (no label lookup per request).
+            Ok(_) => auth.accepted_counter(v.mode).inc(),
+            Err((_, reason)) => m
+                .auth_decisions
+                .with_label_values(&[site, v.mode, "rejected", reason])
+                .inc(),
+        }
     }
     // The first mode that accepted; else the authorizer; else the first refusal.
     let mut first_err = None;
-    for v in verdicts {
+    for v in verdicts.into_iter().flatten() {
         match v.result {
             Ok(a) => return Outcome::Accepted(a),
             Err((e, _)) => {
