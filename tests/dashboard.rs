@@ -88,6 +88,11 @@ async fn every_dashboard_query_uses_exported_metrics_and_labels() {
 [[site.auth.api-key]]
 id = "web"
 key = "da2-dashboarddashboarddashboard"
+# Never contacted (no token is sent): their series exist from the start.
+[[site.auth.oidc]]
+issuer = "https://issuer.invalid"
+[site.auth.authorizer]
+url = "https://authorizer.invalid/check"
 [site.cache]
 [[site.cache.rule]]
 field = "Query.hello"

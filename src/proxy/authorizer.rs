@@ -85,6 +85,11 @@ pub struct SiteAuthorizer {
 
 impl SiteAuthorizer {
     pub fn new(config: &Authorizer, site: &str, client: Option<reqwest::Client>) -> Self {
+        for result in ["authorized", "denied", "error"] {
+            metrics::get()
+                .authorizer_requests
+                .with_label_values(&[site, result]);
+        }
         Self {
             config: config.clone(),
             site: site.to_string(),

@@ -137,6 +137,11 @@ struct Discovery {
 impl IssuerKeys {
     pub fn new(issuer: Arc<Issuer>, site: &str, client: reqwest::Client) -> Arc<Self> {
         install_crypto();
+        for result in ["ok", "error"] {
+            metrics::get()
+                .jwks_fetches
+                .with_label_values(&[site, issuer.mode.label(), result]);
+        }
         Arc::new(Self {
             issuer,
             site: site.to_string(),
