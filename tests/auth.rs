@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{site, status_and_code, Edge, SiteCerts, Upstream};
+use common::{status_and_code, ApiSite, SiteCerts, Upstream};
 use serde_json::{json, Value};
 
 const KEY_A: &str = "da2-aaaaaaaaaaaaaaaaaaaaaaaa";
@@ -14,12 +14,10 @@ const KEY_OLD: &str = "da2-oooooooooooooooooooooooo";
 async fn api_keys_are_checked_at_the_edge() {
     let up = Upstream::start(true).await;
     let certs = SiteCerts::new();
-    let (c, k) = certs.write("api", &["api.test"]);
     let key_file = certs.dir.path().join("b.key");
     std::fs::write(&key_file, format!("{KEY_B}\n")).unwrap();
     let extra = format!(
-        r#"upstream-ca-file = "{ca}"
-[site.auth]
+        r#"[site.auth]
 [[site.auth.api-key]]
 id = "web"
 key = "{KEY_A}"
@@ -37,15 +35,10 @@ field = "Query.whoami"
 ttl = "60s"
 scope = "principal"
 "#,
-        ca = up.ca_file().display(),
         kf = key_file.display()
     );
-    let edge = Edge::start(
-        &site("api", &["api.test"], &up.url("/graphql"), &c, &k, &extra),
-        "",
-    )
-    .await;
-    let client = edge.client(&certs.ca_pem(), &["api.test"], true);
+    let api = ApiSite::start(&up, certs, &extra).await;
+    let (edge, client) = (&api.edge, &api.client);
     let send = |key: Option<&'static str>, who: &'static str| {
         let mut r = client
             .post(edge.url("api.test", "/graphql"))

@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
-use common::{site, Edge, SiteCerts, Upstream};
+use common::{ApiSite, SiteCerts, Upstream};
 use graphfront::demo;
 use serde_json::{json, Value};
 
@@ -54,22 +54,15 @@ async fn the_authorizer_decides_and_its_verdicts_are_reused() {
     });
 
     let certs = SiteCerts::new();
-    let (c, k) = certs.write("api", &["api.test"]);
     let extra = format!(
-        r#"upstream-ca-file = "{}"
-[site.auth.authorizer]
+        r#"[site.auth.authorizer]
 url = "https://localhost:{authz_port}/authorize"
 ttl = "60s"
 token-regex = "(allow|deny|partial|short|boom).*"
-"#,
-        up.ca_file().display()
+"#
     );
-    let edge = Edge::start(
-        &site("api", &["api.test"], &up.url("/graphql"), &c, &k, &extra),
-        "",
-    )
-    .await;
-    let client = edge.client(&certs.ca_pem(), &["api.test"], true);
+    let api = ApiSite::start(&up, certs, &extra).await;
+    let (edge, client) = (&api.edge, &api.client);
     let send = |token: Option<&str>, query: &str| {
         let mut r = client
             .post(edge.url("api.test", "/graphql"))

@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{post_gql, site, Edge, SiteCerts, Upstream};
+use common::{post_gql, ApiSite, SiteCerts, Upstream};
 use serde_json::Value;
 
 const DASHBOARD: &str = include_str!("../conf/grafana/graphfront.json");
@@ -80,11 +80,7 @@ async fn every_dashboard_query_uses_exported_metrics_and_labels() {
 
     // An edge with auth and a cache rule that answered a hit, a miss, a pass and rejections.
     let up = Upstream::start(true).await;
-    let certs = SiteCerts::new();
-    let (c, k) = certs.write("api", &["api.test"]);
-    let extra = format!(
-        r#"upstream-ca-file = "{}"
-[site.auth]
+    let extra = r#"[site.auth]
 [[site.auth.api-key]]
 id = "web"
 key = "da2-dashboarddashboarddashboard"
@@ -97,15 +93,9 @@ url = "https://authorizer.invalid/check"
 [[site.cache.rule]]
 field = "Query.hello"
 ttl = "60s"
-"#,
-        up.ca_file().display()
-    );
-    let edge = Edge::start(
-        &site("api", &["api.test"], &up.url("/graphql"), &c, &k, &extra),
-        "",
-    )
-    .await;
-    let client = edge.client(&certs.ca_pem(), &["api.test"], true);
+"#;
+    let api = ApiSite::start(&up, SiteCerts::new(), extra).await;
+    let (edge, client) = (&api.edge, &api.client);
     let url = edge.url("api.test", "/graphql");
     for (query, key) in [
         ("{ hello }", "da2-dashboarddashboarddashboard"),
@@ -130,7 +120,7 @@ ttl = "60s"
             r.status()
         );
     }
-    let r = post_gql(&client, &edge.url("api.test", "/nowhere"), "{ hello }")
+    let r = post_gql(client, &edge.url("api.test", "/nowhere"), "{ hello }")
         .await
         .unwrap();
     assert_eq!(r.status(), 404);

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
-use common::{site, Edge, SiteCerts, Upstream};
+use common::{ApiSite, SiteCerts, Upstream};
 use serde_json::{json, Value};
 
 type Headers = Vec<(String, String)>;
@@ -55,25 +55,15 @@ fn signed(
 #[tokio::test]
 async fn sigv4_requests_are_prechecked_and_forwarded_as_signed() {
     let up = Upstream::start(true).await;
-    let certs = SiteCerts::new();
-    let (c, k) = certs.write("api", &["api.test"]);
-    let extra = format!(
-        r#"upstream-ca-file = "{}"
-[site.auth.iam]
+    let extra = r#"[site.auth.iam]
 region = "eu-west-1"
 [site.cache]
 [[site.cache.rule]]
 field = "Query.hello"
 ttl = "60s"
-"#,
-        up.ca_file().display()
-    );
-    let edge = Edge::start(
-        &site("api", &["api.test"], &up.url("/graphql"), &c, &k, &extra),
-        "",
-    )
-    .await;
-    let client = edge.client(&certs.ca_pem(), &["api.test"], true);
+"#;
+    let api = ApiSite::start(&up, SiteCerts::new(), extra).await;
+    let (edge, client) = (&api.edge, &api.client);
     // Clients sign for the upstream API's host, which the edge forwards to.
     let host = format!("localhost:{}", up.addr.port());
     let body = json!({ "query": "{ hello }" }).to_string();
@@ -208,12 +198,10 @@ ttl = "60s"
 async fn the_edge_signs_upstream_requests_with_its_own_credentials() {
     let up = Upstream::start(true).await;
     let certs = SiteCerts::new();
-    let (c, k) = certs.write("api", &["api.test"]);
     let secret_file = certs.dir.path().join("aws-secret");
     std::fs::write(&secret_file, format!("{SECRET}\n")).unwrap();
     let extra = format!(
-        r#"upstream-ca-file = "{}"
-[site.auth]
+        r#"[site.auth]
 [[site.auth.api-key]]
 id = "web"
 key = "da2-signingsigningsigning"
@@ -222,15 +210,10 @@ access-key-id = "{KEY_ID}"
 secret-access-key-file = "{}"
 region = "eu-west-1"
 "#,
-        up.ca_file().display(),
         secret_file.display()
     );
-    let edge = Edge::start(
-        &site("api", &["api.test"], &up.url("/graphql"), &c, &k, &extra),
-        "",
-    )
-    .await;
-    let client = edge.client(&certs.ca_pem(), &["api.test"], true);
+    let api = ApiSite::start(&up, certs, &extra).await;
+    let (edge, client) = (&api.edge, &api.client);
     let r = client
         .post(edge.url("api.test", "/graphql"))
         .header("content-type", "application/json")

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::State;
 use axum::routing::get;
 use base64::Engine;
-use common::{site, Edge, SiteCerts, Upstream};
+use common::{ApiSite, SiteCerts, Upstream};
 use graphfront::demo;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
@@ -175,6 +175,18 @@ fn now() -> i64 {
         .as_secs() as i64
 }
 
+/// `claims` with `changes` applied: each key set to its value, or removed when it is null.
+fn with(mut claims: Value, changes: Value) -> Value {
+    for (k, v) in changes.as_object().unwrap() {
+        if v.is_null() {
+            claims.as_object_mut().unwrap().remove(k);
+        } else {
+            claims[k] = v.clone();
+        }
+    }
+    claims
+}
+
 fn b64(v: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v)
 }
@@ -215,10 +227,8 @@ async fn tokens_are_accepted_or_refused_as_appsync_would() {
     let cognito_iss = format!("{iss}/{POOL}");
 
     let certs = SiteCerts::new();
-    let (c, k) = certs.write("api", &["api.test"]);
     let extra = format!(
-        r#"upstream-ca-file = "{ca}"
-[site.auth]
+        r#"[site.auth]
 [[site.auth.api-key]]
 id = "ops"
 key = "{API_KEY}"
@@ -235,37 +245,22 @@ groups = ["editors", "admins"]
 leeway = "30s"
 jwks-refetch-interval = "3s"
 "#,
-        ca = up.ca_file().display(),
     );
-    let edge = Edge::start(
-        &site("api", &["api.test"], &up.url("/graphql"), &c, &k, &extra),
-        "",
-    )
-    .await;
-    let client = edge.client(&certs.ca_pem(), &["api.test"], true);
+    let api = ApiSite::start(&up, certs, &extra).await;
+    let (edge, client) = (&api.edge, &api.client);
 
     let t = now();
-    let oidc = |extra: Value| {
-        let mut c = json!({ "iss": iss, "sub": "alice", "aud": "web-app", "exp": t + 600, "iat": t, "nbf": t - 10 });
-        for (k, v) in extra.as_object().unwrap() {
-            if v.is_null() {
-                c.as_object_mut().unwrap().remove(k);
-            } else {
-                c[k] = v.clone();
-            }
-        }
-        c
+    let oidc = |changes: Value| {
+        with(
+            json!({ "iss": iss, "sub": "alice", "aud": "web-app", "exp": t + 600, "iat": t, "nbf": t - 10 }),
+            changes,
+        )
     };
-    let cognito = |extra: Value| {
-        let mut c = json!({ "iss": cognito_iss, "sub": "bob", "token_use": "id", "aud": "cognito-client", "cognito:groups": ["editors"], "exp": t + 600, "iat": t });
-        for (k, v) in extra.as_object().unwrap() {
-            if v.is_null() {
-                c.as_object_mut().unwrap().remove(k);
-            } else {
-                c[k] = v.clone();
-            }
-        }
-        c
+    let cognito = |changes: Value| {
+        with(
+            json!({ "iss": cognito_iss, "sub": "bob", "token_use": "id", "aud": "cognito-client", "cognito:groups": ["editors"], "exp": t + 600, "iat": t }),
+            changes,
+        )
     };
     let valid = k1.sign(&oidc(json!({})));
     let tampered = {

@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{binary, https_client, post_gql, reserve_addr, site, SiteCerts, Upstream};
+use common::{
+    binary, edge_config, https_client, post_gql, reserve_addr, site, SiteCerts, Upstream,
+};
 
 const UNIT: &str = include_str!("../systemd/graphfront.service");
 
@@ -72,34 +74,15 @@ impl Host {
     }
 
     fn write_config(&self, sites: &str, extra: &str) {
-        let d = self.dir.path().display();
-        let https = self.https;
-        let admin = self.admin;
         let http = self._reserved[1].local_addr().unwrap();
-        let config = format!(
-            r#"
-[server]
-threads = 1
-state-dir = "{d}/state"
-pid-file = "{d}/graphfront.pid"
-upgrade-socket = "{d}/upgrade.sock"
-grace-period = "10s"
-graceful-shutdown-timeout = "2s"
-
-[listeners]
-https = ["{https}"]
-http = ["{http}"]
-admin = "{admin}"
-
-[log]
-format = "json"
-
-# wrk sends the IP address as SNI: it gets site a's certificate.
-[tls]
-fallback-site = "a"
-{extra}
-{sites}
-"#
+        // wrk sends the IP address as SNI: it gets site a's certificate.
+        let extra = format!("[log]\nformat = \"json\"\n[tls]\nfallback-site = \"a\"\n{extra}");
+        let config = edge_config(
+            self.dir.path(),
+            [self.https, http, self.admin],
+            "10s",
+            &extra,
+            sites,
         );
         std::fs::write(&self.config, config).unwrap();
     }

@@ -126,6 +126,39 @@ pub fn write_pair(ca: &TestCa, dir: &Path, stem: &str, names: &[&str]) -> (PathB
     (c, k)
 }
 
+/// A configuration for graphfront on `https`, `http` and `admin` addresses with its state in
+/// `dir`: `grace` is the in-flight budget of a graceful stop, `extra` top-level TOML (after the
+/// `[server]` keys), `sites` the `[[site]]` tables.
+pub fn edge_config(
+    dir: &Path,
+    [https, http, admin]: [SocketAddr; 3],
+    grace: &str,
+    extra: &str,
+    sites: &str,
+) -> String {
+    let d = dir.display();
+    format!(
+        r#"
+[server]
+threads = 1
+state-dir = "{d}/state"
+pid-file = "{d}/graphfront.pid"
+upgrade-socket = "{d}/upgrade.sock"
+grace-period = "{grace}"
+graceful-shutdown-timeout = "1s"
+dns-ttl = "5s"
+{extra}
+
+[listeners]
+https = ["{https}"]
+http = ["{http}"]
+admin = "{admin}"
+
+{sites}
+"#
+    )
+}
+
 /// A running graphfront process.
 pub struct Edge {
     pub https: SocketAddr,
@@ -149,27 +182,7 @@ impl Edge {
         let (r1, https) = reserve_addr();
         let (r2, http) = reserve_addr();
         let (r3, admin) = reserve_addr();
-        let d = dir.path().display();
-        let config = format!(
-            r#"
-[server]
-threads = 1
-state-dir = "{d}/state"
-pid-file = "{d}/graphfront.pid"
-upgrade-socket = "{d}/upgrade.sock"
-grace-period = "0s"
-graceful-shutdown-timeout = "1s"
-dns-ttl = "5s"
-{extra}
-
-[listeners]
-https = ["{https}"]
-http = ["{http}"]
-admin = "{admin}"
-
-{sites}
-"#
-        );
+        let config = edge_config(dir.path(), [https, http, admin], "0s", extra, sites);
         let config_path = dir.path().join("graphfront.toml");
         std::fs::write(&config_path, config).unwrap();
         let log = dir.path().join("graphfront.log");
@@ -256,6 +269,37 @@ impl Drop for Edge {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// One site `api` serving `api.test` in front of `up` (trusting its CA), with `extra` TOML
+/// appended to the site's table, and an HTTP/1.1 client for it.
+pub struct ApiSite {
+    pub certs: SiteCerts,
+    pub edge: Edge,
+    pub client: reqwest::Client,
+}
+
+impl ApiSite {
+    pub async fn start(up: &Upstream, certs: SiteCerts, extra: &str) -> Self {
+        let (c, k) = certs.write("api", &["api.test"]);
+        let extra = format!("upstream-ca-file = \"{}\"\n{extra}", up.ca_file().display());
+        let edge = Edge::start(
+            &site("api", &["api.test"], &up.url("/graphql"), &c, &k, &extra),
+            "",
+        )
+        .await;
+        let client = edge.client(&certs.ca_pem(), &["api.test"], true);
+        Self {
+            certs,
+            edge,
+            client,
+        }
+    }
+
+    /// The site's GraphQL URL.
+    pub fn url(&self) -> String {
+        self.edge.url("api.test", "/graphql")
     }
 }
 
