@@ -25,35 +25,14 @@ http { access_log off; client_body_temp_path $W/tmp/ub; keepalive_requests 10000
     location / { return 200 '{"data":{"touchPost":{"id":"1","title":"hello","__typename":"Post"}}}'; } } }
 CONF
 KEY=da2-benchmarkbenchmarkbenchmark
-config() { # name port auth
-  cat <<CONF
-[server]
-threads = 1
-state-dir = "$W/$1"
-pid-file = "$W/$1.pid"
-upgrade-socket = "$W/$1.sock"
-grace-period = "0s"
-graceful-shutdown-timeout = "1s"
-access-log = false
-[listeners]
-https = ["127.0.0.1:$2"]
-http = []
-admin = "127.0.0.1:$(($2 + 1000))"
-[tls]
-reload-interval = "0s"
-[[site]]
-name = "bench"
-domains = ["localhost"]
-upstream = "http://127.0.0.1:18091/graphql"
-tls = { cert = "$W/c.pem", key = "$W/k.pem" }
-$3
-CONF
+# Both instances are the one compare.sh measures (benches/compare-graphfront.sh), one with a key.
+start() { # name port site-extra
+  mkdir -p "$W/$1"
+  BENCH_DIR="$W/$1" BENCH_LISTEN=127.0.0.1:$2 BENCH_ADMIN_PORT=$(($2 + 1000)) BENCH_CERT="$W/c.pem" \
+    BENCH_KEY="$W/k.pem" BENCH_UPSTREAM=http://127.0.0.1:18091/graphql GRAPHFRONT_BIN="$bin" \
+    BENCH_SITE_EXTRA="$3" taskset -c 1 bash benches/compare-graphfront.sh >"$W/logs/$1.log" 2>&1 &
+  pids+=($!)
 }
-config plain 28453 "" >"$W/plain.toml"
-config apikey 28454 "[site.auth]
-[[site.auth.api-key]]
-id = \"bench\"
-key = \"$KEY\"" >"$W/apikey.toml"
 cat >"$W/mutation.lua" <<LUA
 wrk.method = "POST"
 wrk.body = '{"query":"mutation Touch(\$id: ID!) { touchPost(id: \$id) { id title __typename } }","variables":{"id":"1"},"operationName":"Touch"}'
@@ -61,8 +40,11 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.headers["x-api-key"] = "$KEY"
 LUA
 taskset -c 0 nginx -c "$W/upstream.conf" -p "$W" & pids+=($!)
-taskset -c 1 "$bin" run -c "$W/plain.toml" >"$W/logs/plain.log" 2>&1 & pids+=($!)
-taskset -c 1 "$bin" run -c "$W/apikey.toml" >"$W/logs/apikey.log" 2>&1 & pids+=($!)
+start plain 28453 ""
+start apikey 28454 "[site.auth]
+[[site.auth.api-key]]
+id = \"bench\"
+key = \"$KEY\""
 wait_port() { for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 not up" >&2; exit 1; }
 wait_port 18091; wait_port 28453; wait_port 28454
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts graphfront for ../shared/bench/compare.sh: one worker thread, https://localhost on
 # $BENCH_LISTEN with $BENCH_CERT/$BENCH_KEY, fronting $BENCH_UPSTREAM at /graphql.
+# $BENCH_SITE_EXTRA (TOML) is appended to the site (benches/auth-overhead.sh adds auth).
 #   cargo build --release && ../shared/bench/compare.sh
 set -euo pipefail
 dir=${BENCH_DIR:-$(mktemp -d)}
@@ -31,5 +32,6 @@ tls = { cert = "$BENCH_CERT", key = "$BENCH_KEY" }
 
 [site.cache]
 default-ttl = "60s"
+${BENCH_SITE_EXTRA:-}
 CONF
 exec "$bin" run -c "$dir/graphfront.toml"
