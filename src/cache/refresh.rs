@@ -47,16 +47,16 @@ pub enum RefreshError {
 
 impl Refresher {
     /// `extra_ca` replaces the system roots when given (as for the proxied requests).
-    pub fn new(site: &Site, extra_ca: &[Vec<u8>]) -> Result<Self, RefreshError> {
-        let client = crate::upstream::side_client(site, extra_ca).map_err(RefreshError::Client)?;
+    /// `client` is the site's side client (`upstream::side_client`).
+    pub fn new(site: &Site, client: reqwest::Client) -> Self {
         let up = &site.upstream;
         let scheme = if up.tls { "https" } else { "http" };
-        Ok(Self {
+        Self {
             client,
             origin: format!("{scheme}://{}", up.host_header),
             host: up.host_header.clone(),
             signing: site.upstream_signing.clone(),
-        })
+        }
     }
 
     /// Send the request; returns status, headers and body.

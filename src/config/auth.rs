@@ -152,8 +152,7 @@ impl Validator<'_> {
         if let Some(a) = &f.authorizer {
             let aat = at.key("authorizer");
             self.https_url(aat.key("url"), &a.url);
-            let token_regex =
-                self.client_id_regex(aat.key("token-regex"), a.token_regex.as_deref());
+            let token_regex = self.anchored_regex(aat.key("token-regex"), a.token_regex.as_deref());
             if a.ttl > Duration::from_secs(3600) {
                 self.problem(aat.key("ttl"), "at most 1h (as AppSync)");
             }
@@ -321,7 +320,7 @@ impl Validator<'_> {
         if let Some(u) = &o.jwks_url {
             self.https_url(at.key("jwks-url"), u);
         }
-        let client_id = self.client_id_regex(at.key("client-id"), o.client_id.as_deref());
+        let client_id = self.anchored_regex(at.key("client-id"), o.client_id.as_deref());
         (self.problems.len() == before).then(|| Issuer {
             mode: JwtMode::Oidc,
             jwks: match &o.jwks_url {
@@ -358,7 +357,7 @@ impl Validator<'_> {
             .clone()
             .unwrap_or_else(|| format!("https://cognito-idp.{region}.amazonaws.com/{pool}"));
         self.https_url(at.key("issuer"), &issuer);
-        let client_id = self.client_id_regex(at.key("app-client-id"), c.app_client_id.as_deref());
+        let client_id = self.anchored_regex(at.key("app-client-id"), c.app_client_id.as_deref());
         (self.problems.len() == before).then(|| Issuer {
             mode: JwtMode::Cognito,
             jwks: JwksSource::Url(format!(
@@ -383,8 +382,9 @@ impl Validator<'_> {
         }
     }
 
-    /// AppSync's client id regex, matched against the whole value.
-    fn client_id_regex(&mut self, at: KeyPath, pattern: Option<&str>) -> Option<regex::Regex> {
+    /// A regular expression matched against a whole value (AppSync's client id and token
+    /// expressions).
+    fn anchored_regex(&mut self, at: KeyPath, pattern: Option<&str>) -> Option<regex::Regex> {
         let pattern = pattern?;
         match regex::Regex::new(&format!("^(?:{pattern})$")) {
             Ok(r) => Some(r),

@@ -109,33 +109,34 @@ struct Verdict {
 /// Check the request against the site's modes.
 pub async fn check(session: &Session, site: &str, auth: &SiteAuth) -> Outcome {
     let headers = &session.req_header().headers;
-    // At most two modes are tried: one for Authorization, then the API key.
-    let mut verdicts: [Option<Verdict>; 2] = [None, None];
-
-    let authorization = headers.get(http::header::AUTHORIZATION);
-    let mut for_authorizer = None;
-    if let Some(value) = authorization {
-        let text = value.to_str().unwrap_or("");
-        match &auth.config.iam {
-            Some(iam) if crate::sigv4::is_sigv4(text) => {
-                verdicts[0] = Some(sigv4(text, headers, iam));
-            }
-            _ => {
-                if !auth.config.issuers.is_empty() {
-                    verdicts[0] = Some(token(value, auth).await);
-                }
-                if auth.authorizer.is_some() {
-                    for_authorizer = Some(text.to_string());
-                }
-            }
+    let authorization = headers
+        .get(http::header::AUTHORIZATION)
+        .map(|v| (v, v.to_str().unwrap_or("")));
+    // The mode the Authorization header is for: IAM for a SigV4 signature, else the token modes.
+    let by_authorization = match (authorization, &auth.config.iam) {
+        (Some((_, text)), Some(iam)) if crate::sigv4::is_sigv4(text) => {
+            Some(sigv4(text, headers, iam))
         }
-    }
-    let token_accepted = verdicts[0].as_ref().is_some_and(|v| v.result.is_ok());
-    if !auth.config.api_keys.is_empty() && !token_accepted {
-        if let Some(key) = headers.get("x-api-key") {
-            verdicts[usize::from(verdicts[0].is_some())] = Some(api_key(key, &auth.config));
+        (Some((value, _)), _) if !auth.config.issuers.is_empty() => Some(token(value, auth).await),
+        _ => None,
+    };
+    let for_authorizer = match (authorization, &auth.authorizer) {
+        (Some((_, text)), Some(_))
+            if !crate::sigv4::is_sigv4(text) || auth.config.iam.is_none() =>
+        {
+            Some(text)
         }
-    }
+        _ => None,
+    };
+    // Then the API key, unless the Authorization header was already accepted.
+    let accepted = by_authorization.as_ref().is_some_and(|v| v.result.is_ok());
+    let by_api_key = match headers.get("x-api-key") {
+        Some(key) if !auth.config.api_keys.is_empty() && !accepted => {
+            Some(api_key(key, &auth.config))
+        }
+        _ => None,
+    };
+    let verdicts = [by_authorization, by_api_key];
     let m = metrics::get();
     for v in verdicts.iter().flatten() {
         match &v.result {
@@ -162,7 +163,10 @@ pub async fn check(session: &Session, site: &str, auth: &SiteAuth) -> Outcome {
             "authorizer:{}",
             &blake3::hash(token.as_bytes()).to_hex()[..32]
         );
-        return Outcome::Authorizer { token, principal };
+        return Outcome::Authorizer {
+            token: token.to_string(),
+            principal,
+        };
     }
     if let Some(e) = first_err {
         return Outcome::Rejected(e);

@@ -119,19 +119,24 @@ impl SiteAuthorizer {
         {
             return Err(Refusal::TokenFormat);
         }
-        let request = if is_get {
-            std::str::from_utf8(raw)
-                .ok()
-                .and_then(|q| GraphqlRequest::from_query_string(q).ok())
-        } else {
-            GraphqlRequest::from_json(raw).ok()
-        }
-        .ok_or(Refusal::Denied)?;
+        // The request is read again only when the authorizer is asked or fields are denied.
+        let parse = || {
+            if is_get {
+                std::str::from_utf8(raw)
+                    .ok()
+                    .and_then(|q| GraphqlRequest::from_query_string(q).ok())
+            } else {
+                GraphqlRequest::from_json(raw).ok()
+            }
+            .ok_or(Refusal::Denied)
+        };
+        let mut request = None;
         let key = *blake3::hash(token.as_bytes()).as_bytes();
         let verdict = match self.verdicts.get(&key) {
             Some(v) if v.expires > Instant::now() => v,
             _ => {
-                let v = Arc::new(self.ask(token, &request, headers).await?);
+                let r = request.insert(parse()?);
+                let v = Arc::new(self.ask(token, r, headers).await?);
                 if v.expires > Instant::now() {
                     self.verdicts.insert(key, v.clone());
                 }
@@ -150,6 +155,10 @@ impl SiteAuthorizer {
             OperationKind::Subscription => "Subscription",
         };
         // Root fields are known exactly; deeper ones only by name (no schema at the edge).
+        let request = match request {
+            Some(r) => r,
+            None => parse()?,
+        };
         let names = crate::graphql::field_names(&request.query).map_err(|_| Refusal::Denied)?;
         for (ty, field) in &verdict.denied {
             let selected = if ty == root_type {
@@ -188,7 +197,7 @@ impl SiteAuthorizer {
             "requestContext": {
                 "apiId": self.site,
                 "accountId": "",
-                "requestId": format!("{:032x}", rand_id()),
+                "requestId": request_id(),
                 "queryString": request.query,
                 "operationName": request.operation_name,
                 "variables": request.variables.clone().unwrap_or_default(),
@@ -258,12 +267,11 @@ fn denied_field(f: &str) -> Option<(String, String)> {
     Some((ty.to_string(), field.to_string()))
 }
 
-/// A request id for the authorizer's logs (not a secret).
-fn rand_id() -> u128 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(Instant::now().elapsed().as_nanos());
-    (h.finish() as u128) << 64 | std::process::id() as u128
+/// A request id for the authorizer's logs: unique within the process.
+fn request_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("graphfront-{}-{n}", std::process::id())
 }
 
 #[cfg(test)]

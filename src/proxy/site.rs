@@ -65,42 +65,36 @@ impl SiteRuntime {
         let name = config.name.as_str();
         let uses_swr = !config.cache.default_swr.is_zero()
             || config.cache.rules.iter().any(|r| !r.swr.is_zero());
-        // What the edge fetches itself (refreshes, issuers' keys) trusts what the proxy does.
-        let side_ca = || -> Result<Vec<Vec<u8>>, UpstreamError> {
-            Ok(match &config.upstream_ca_file {
+        // One client for what the edge fetches itself (refreshes, issuers' keys, the
+        // authorizer), trusting what the proxy does.
+        let auth_needs_client = config
+            .auth
+            .as_ref()
+            .is_some_and(super::auth::SiteAuth::needs_client);
+        let side_client = if uses_swr || auth_needs_client {
+            let ca = match &config.upstream_ca_file {
                 Some(p) => crate::upstream::read_ca_file(p)?,
                 None => global_ca.to_vec(),
-            })
-        };
-        let refresher = if uses_swr {
-            match Refresher::new(&config, &side_ca()?) {
-                Ok(r) => Some(Arc::new(r)),
+            };
+            match crate::upstream::side_client(&config, &ca) {
+                Ok(c) => Some(c),
                 Err(e) => {
-                    tracing::error!(site = %config.name, error = %e, "no background refreshes for this site");
+                    // No refreshes; tokens and authorizer verdicts fail closed.
+                    tracing::error!(site = %config.name, error = %e, "cannot build the client for refreshes, token issuers and the authorizer");
                     None
                 }
             }
         } else {
             None
         };
-        let auth = match &config.auth {
-            Some(a) => {
-                let client = if !super::auth::SiteAuth::needs_client(a) {
-                    None
-                } else {
-                    match crate::upstream::side_client(&config, &side_ca()?) {
-                        Ok(c) => Some(c),
-                        Err(e) => {
-                            // Tokens then fail as unverifiable: closed, never open.
-                            tracing::error!(site = %config.name, error = %e, "cannot build the client for token issuers and the authorizer");
-                            None
-                        }
-                    }
-                };
-                Some(super::auth::SiteAuth::new(&config, a, client))
-            }
-            None => None,
-        };
+        let refresher = side_client
+            .clone()
+            .filter(|_| uses_swr)
+            .map(|c| Arc::new(Refresher::new(&config, c)));
+        let auth = config.auth.as_ref().map(|a| {
+            let client = side_client.filter(|_| auth_needs_client);
+            super::auth::SiteAuth::new(&config, a, client)
+        });
         let cache_requests = ["hit", "stale", "miss", "pass"]
             .map(|st| m.cache_requests.with_label_values(&[name, st]));
         let requests =
