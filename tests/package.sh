@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 
 [ "$(id -u)" = 0 ] || { echo "package.sh: needs root (it installs the .deb)" >&2; exit 1; }
 command -v cargo-deb >/dev/null || cargo install --locked --quiet cargo-deb --version 3.8.0
+# The package depends on adduser; a fresh machine's package lists may be empty.
+command -v adduser >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq adduser >/dev/null; }
 fail() { echo "package.sh: $*" >&2; exit 1; }
 
 # The dev profile reuses the test build; `cargo deb` alone builds the release package.
