@@ -71,12 +71,9 @@ fn main() -> ExitCode {
             upgrade,
             daemon,
         } => {
-            let config = match Config::load(&path) {
+            let config = match load(&path) {
                 Ok(c) => c,
-                Err(e) => {
-                    eprintln!("{}: invalid configuration:\n{e}", path.display());
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             let format = cli.log_format.unwrap_or(config.log_format).resolve();
             if daemon {
@@ -98,13 +95,18 @@ fn main() -> ExitCode {
     }
 }
 
+/// The configuration at `path`, or exit code 2 after printing every problem.
+fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprintln!("{}: invalid configuration:\n{e}", path.display());
+        ExitCode::from(2)
+    })
+}
+
 fn check(path: &std::path::Path) -> ExitCode {
-    let config = match Config::load(path) {
+    let config = match load(path) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("{}: invalid configuration:\n{e}", path.display());
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     let mut bad = false;
     for site in &config.sites {

@@ -271,9 +271,7 @@ impl ProxyHttp for Edge {
             Ok(Raw::Unanalysed) => {
                 ctx.unanalysed = true;
                 site.unanalysed.inc();
-                if site.config.cache.enabled() {
-                    ctx.cache_status = Some(caching::Status::Pass("unanalysed"));
-                }
+                caching::bypass(&site, ctx, "unanalysed");
                 return Ok(false);
             }
             Err(e) => return self.reject(session, ctx, e).await,
@@ -311,9 +309,7 @@ impl ProxyHttp for Edge {
             }
         }
         if ctx.unverified_auth {
-            if site.config.cache.enabled() {
-                ctx.cache_status = Some(caching::Status::Pass("unverified-auth"));
-            }
+            caching::bypass(&site, ctx, "unverified-auth");
             return Ok(false);
         }
         caching::lookup(&self.cache, &site, session, ctx, &plan, bytes).await

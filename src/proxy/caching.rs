@@ -58,6 +58,14 @@ pub struct CacheState {
 pub const DEBUG_HEADER: &str = "x-graphfront-cache-debug";
 
 /// Answer from the cache when possible (`Ok(true)`), else prepare to fill it.
+/// The request goes upstream around the cache: a PASS with `reason`, where the site caches at
+/// all (elsewhere no `x-cache` is reported).
+pub fn bypass(site: &SiteRuntime, ctx: &mut RequestCtx, reason: &'static str) {
+    if site.config.cache.enabled() {
+        ctx.cache_status = Some(Status::Pass(reason));
+    }
+}
+
 pub async fn lookup(
     cache: &Arc<ResponseCache>,
     site: &Arc<SiteRuntime>,

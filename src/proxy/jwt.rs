@@ -481,9 +481,9 @@ pub async fn verify(
     let claims = jsonwebtoken::decode::<Claims>(token, &key.key, &v)
         .map_err(|e| fail(refusal_of(e.kind())))?
         .claims;
-    check_claims(issuer, &claims, s).map_err(fail)?;
     let now = jsonwebtoken::get_current_timestamp() as f64;
     let leeway = s.leeway.as_secs_f64();
+    check_claims(issuer, &claims, now, leeway).map_err(fail)?;
     let horizon = |t: Option<f64>, ttl: Option<Duration>| match (t, ttl) {
         (Some(t), Some(ttl)) => t + ttl.as_secs_f64() + leeway,
         _ => f64::INFINITY,
@@ -521,9 +521,7 @@ fn refusal_of(kind: &jsonwebtoken::errors::ErrorKind) -> Refusal {
 
 /// What jsonwebtoken does not check: `iat`, `auth_time`, the client id, Cognito's
 /// `token_use` and groups.
-fn check_claims(issuer: &Issuer, c: &Claims, s: &JwtSettings) -> Result<(), Refusal> {
-    let now = jsonwebtoken::get_current_timestamp() as f64;
-    let leeway = s.leeway.as_secs_f64();
+fn check_claims(issuer: &Issuer, c: &Claims, now: f64, leeway: f64) -> Result<(), Refusal> {
     if let Some(iat) = c.iat {
         if iat > now + leeway {
             return Err(Refusal::IssuedInFuture);
