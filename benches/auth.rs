@@ -17,6 +17,8 @@ use graphfront::proxy::jwt::{verify, IssuerKeys};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
+mod common;
+
 fn rsa_key() -> EncodingKey {
     let out = Command::new("openssl")
         .args([
@@ -87,20 +89,8 @@ fn bench_api_key(c: &mut Criterion) {
     });
 }
 
-/// About 10 KB of operation: nested selections, aliases, fragments.
-fn operation_10kb() -> String {
-    let mut q = String::from("query Big($id: ID!) {\n  getPost(id: $id) { ...F }\n");
-    let mut i = 0;
-    while q.len() < 10 * 1024 - 100 {
-        q += &format!("  a{i}: listPosts(limit: 5) {{ id title author ... on Post {{ content version }} ...F }}\n");
-        i += 1;
-    }
-    q + "}\nfragment F on Post { id title content author version }\n"
-}
-
 fn bench_limits(c: &mut Criterion) {
-    let body =
-        serde_json::json!({ "query": operation_10kb(), "variables": { "id": "1" } }).to_string();
+    let body = common::operation(10 * 1024);
     let limits = Limits {
         max_depth: Some(32),
         max_aliases: Some(1000),
