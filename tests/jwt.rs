@@ -6,174 +6,14 @@
 
 mod common;
 
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-
-use axum::extract::State;
-use axum::routing::get;
 use base64::Engine;
+use common::issuer::{now, IssuerServer, SigningKey};
 use common::{ApiSite, SiteCerts, Upstream};
-use graphfront::demo;
-use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
 const POOL: &str = "eu-west-1_TestPool";
 const API_KEY: &str = "da2-jwtsuitejwtsuitejwtsuite";
-
-/// A signing key and its public JWK.
-struct SigningKey {
-    alg: Algorithm,
-    kid: String,
-    key: EncodingKey,
-    jwk: Jwk,
-    public_pem: Vec<u8>,
-}
-
-fn openssl(args: &[&str]) -> Vec<u8> {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
-
-impl SigningKey {
-    fn rsa(kid: &str) -> Self {
-        Self::rsa_bits(kid, 2048)
-    }
-
-    fn rsa_bits(kid: &str, bits: u32) -> Self {
-        let bits = format!("rsa_keygen_bits:{bits}");
-        let private = openssl(&["genpkey", "-algorithm", "RSA", "-pkeyopt", &bits]);
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("k.pem");
-        std::fs::write(&path, &private).unwrap();
-        let public_pem = openssl(&["pkey", "-in", path.to_str().unwrap(), "-pubout"]);
-        Self::new(
-            Algorithm::RS256,
-            kid,
-            EncodingKey::from_rsa_pem(&private).unwrap(),
-            public_pem,
-        )
-    }
-
-    fn ec(kid: &str) -> Self {
-        let pair = rcgen::KeyPair::generate().unwrap();
-        Self::new(
-            Algorithm::ES256,
-            kid,
-            EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap(),
-            pair.public_key_pem().into_bytes(),
-        )
-    }
-
-    fn new(alg: Algorithm, kid: &str, key: EncodingKey, public_pem: Vec<u8>) -> Self {
-        let mut jwk = Jwk::from_encoding_key(&key, alg).unwrap();
-        jwk.common.key_id = Some(kid.to_string());
-        Self {
-            alg,
-            kid: kid.to_string(),
-            key,
-            jwk,
-            public_pem,
-        }
-    }
-
-    fn sign(&self, claims: &Value) -> String {
-        self.sign_as(Some(&self.kid), claims)
-    }
-
-    fn sign_as(&self, kid: Option<&str>, claims: &Value) -> String {
-        let mut header = Header::new(self.alg);
-        header.kid = kid.map(str::to_string);
-        jsonwebtoken::encode(&header, claims, &self.key).unwrap()
-    }
-}
-
-/// An OpenID provider and a Cognito pool on one HTTPS server, each with its own keys:
-/// discovery, JWKS, fetch counts.
-struct IssuerServer {
-    base: String,
-    keys: Arc<Mutex<Vec<Jwk>>>,
-    fetches: Arc<AtomicUsize>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-#[derive(Clone)]
-struct IssuerState {
-    base: String,
-    keys: Arc<Mutex<Vec<Jwk>>>,
-    pool_keys: Arc<Vec<Jwk>>,
-    fetches: Arc<AtomicUsize>,
-}
-
-async fn discovery(State(s): State<IssuerState>) -> axum::Json<Value> {
-    axum::Json(json!({ "issuer": s.base, "jwks_uri": format!("{}/keys", s.base) }))
-}
-
-async fn jwks(State(s): State<IssuerState>) -> axum::Json<JwkSet> {
-    s.fetches.fetch_add(1, Ordering::SeqCst);
-    axum::Json(JwkSet {
-        keys: s.keys.lock().unwrap().clone(),
-    })
-}
-
-async fn pool_jwks(State(s): State<IssuerState>) -> axum::Json<JwkSet> {
-    axum::Json(JwkSet {
-        keys: s.pool_keys.to_vec(),
-    })
-}
-
-impl IssuerServer {
-    async fn start(up: &Upstream, keys: Vec<Jwk>, pool_keys: Vec<Jwk>) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!(
-            "https://localhost:{}",
-            listener.local_addr().unwrap().port()
-        );
-        let state = IssuerState {
-            base: base.clone(),
-            keys: Arc::new(Mutex::new(keys)),
-            pool_keys: Arc::new(pool_keys),
-            fetches: Arc::new(AtomicUsize::new(0)),
-        };
-        let router = axum::Router::new()
-            .route("/.well-known/openid-configuration", get(discovery))
-            .route("/keys", get(jwks))
-            .route(&format!("/{POOL}/.well-known/jwks.json"), get(pool_jwks))
-            .with_state(state.clone());
-        // Signed by the upstream's CA, which the site already trusts.
-        let (cert, key) = up.ca.issue(&["localhost"]);
-        let tls = demo::tls_server_config(&cert, &key, false).unwrap();
-        let task = tokio::spawn(async move {
-            let _ = demo::serve(listener, Some(tls), router).await;
-        });
-        Self {
-            base,
-            keys: state.keys,
-            fetches: state.fetches,
-            task,
-        }
-    }
-
-    fn fetches(&self) -> usize {
-        self.fetches.load(Ordering::SeqCst)
-    }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 /// `claims` with `changes` applied: each key set to its value, or removed when it is null.
 fn with(mut claims: Value, changes: Value) -> Value {
@@ -217,10 +57,11 @@ async fn tokens_are_accepted_or_refused_as_appsync_would() {
     let stranger = SigningKey::rsa("stranger");
     let rotated = SigningKey::rsa("k2");
     let weak = SigningKey::rsa_bits("weak", 1024);
+    // Signed by the upstream's CA, which the site already trusts.
     let issuer = IssuerServer::start(
-        &up,
+        &up.ca,
         vec![k1.jwk.clone(), e1.jwk.clone(), weak.jwk.clone()],
-        vec![cog.jwk.clone()],
+        Some((POOL, vec![cog.jwk.clone()])),
     )
     .await;
     let iss = issuer.base.clone();

@@ -10,11 +10,15 @@ command -v cmake >/dev/null || need+=(cmake)
 command -v openssl >/dev/null || need+=(openssl)
 command -v systemd-analyze >/dev/null || need+=(systemd)   # tests/ops.rs verifies the unit
 command -v wrk >/dev/null || need+=(wrk)                    # load during tests/ops.rs upgrades
+command -v node >/dev/null || need+=(nodejs)                # tests/appsync.rs: the AppSync simulator
+command -v npm >/dev/null || need+=(npm)
 if ((${#need[@]})); then
   [ "$(id -u)" = 0 ] || { echo "install as root: ${need[*]}" >&2; exit 1; }
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
+# Node packages for the tests (tests/js/package-lock.json).
+npm ci --prefix tests/js --no-audit --no-fund
 
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings

@@ -3,6 +3,9 @@
 //! free loopback ports, stopped when the test ends.
 #![allow(dead_code)]
 
+pub mod appsync;
+pub mod issuer;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
