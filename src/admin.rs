@@ -8,8 +8,9 @@ use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
+use crate::acme::{Challenges, Manager};
 use crate::cache::ResponseCache;
-use crate::config::Config;
+use crate::config::{CertSource, Config};
 use crate::metrics;
 use crate::tls::CertStore;
 
@@ -17,6 +18,8 @@ pub struct AdminApp {
     pub config: Arc<Config>,
     pub certs: Arc<CertStore>,
     pub cache: Arc<ResponseCache>,
+    /// Present when a site takes its certificate from ACME.
+    pub acme: Option<Arc<Manager>>,
 }
 
 fn respond(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> {
@@ -54,6 +57,33 @@ impl AdminApp {
         }
     }
 
+    /// Each site's certificate: where it comes from, when it expires, and for ACME sites the
+    /// order state (failures, last error, next attempt, renewal time).
+    fn certificates(&self) -> Response<Vec<u8>> {
+        let sites: Vec<serde_json::Value> = self
+            .config
+            .sites
+            .iter()
+            .enumerate()
+            .map(|(i, site)| {
+                let cert = self.certs.current(i);
+                let source = match site.certificate {
+                    CertSource::Files { .. } => "files",
+                    CertSource::Acme { .. } => "acme",
+                };
+                serde_json::json!({
+                    "site": site.name,
+                    "domains": site.domains,
+                    "source": source,
+                    "serving": cert.is_some(),
+                    "not_after": cert.as_ref().map(|c| c.not_after),
+                    "acme": self.acme.as_ref().and_then(|m| m.status(i)),
+                })
+            })
+            .collect();
+        json(200, serde_json::json!({ "sites": sites }))
+    }
+
     fn reload_certificates(&self) -> Response<Vec<u8>> {
         let (replaced, errors) = self.certs.reload_from_files(&self.config, true);
         let status = if errors.is_empty() { 200 } else { 500 };
@@ -72,10 +102,12 @@ impl ServeHttp for AdminApp {
         match (method.as_str(), path.as_str()) {
             ("GET", "/metrics") => {
                 self.cache.publish_gauges();
+                self.certs.publish_gauges();
                 respond(200, "text/plain; version=0.0.4", metrics::render())
             }
             ("GET", "/healthz") => respond(200, "text/plain", b"ok\n".to_vec()),
             ("GET", "/readyz") => self.readiness(),
+            ("GET", "/admin/certificates") => self.certificates(),
             ("POST", "/admin/certificates/reload") => self.reload_certificates(),
             _ => json(404, serde_json::json!({"error": "not found"})),
         }
@@ -87,12 +119,18 @@ pub struct RedirectApp {
     pub table: crate::routing::SiteTable,
     /// The https port to redirect to, when it is not 443.
     pub https_port: Option<u16>,
+    /// ACME HTTP-01 answers, served before any redirect.
+    pub challenges: Arc<Challenges>,
 }
 
 #[async_trait]
 impl ServeHttp for RedirectApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
+        if let Some(answer) = self.challenges.http_answer(req.uri.path()) {
+            tracing::info!("acme: answered an http-01 validation");
+            return respond(200, "text/plain", answer.into_bytes());
+        }
         let authority = req
             .headers
             .get(http::header::HOST)

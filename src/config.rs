@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use file::FileConfig;
-use file::{SiteFile, TimeoutsFile};
+use file::{AcmeFile, SiteFile, SiteTlsFile, TimeoutsFile};
+pub use file::{ChallengeKind, FileConfig};
 pub use locate::KeyPath;
 
 /// Bodies up to this size are read and analysed at the edge (pingora's retry buffer).
@@ -77,7 +77,40 @@ pub struct Config {
     pub fallback_site: Option<usize>,
     /// Memory for the query cache, in bytes.
     pub cache_max_size: u64,
+    /// How certificates of `tls = "acme"` sites are obtained.
+    pub acme: Arc<Acme>,
     pub sites: Vec<Arc<Site>>,
+}
+
+/// The ACME settings shared by every `tls = "acme"` site.
+#[derive(Debug, Clone)]
+pub struct Acme {
+    /// The directory URL.
+    pub directory: String,
+    /// `mailto:` URLs.
+    pub contact: Vec<String>,
+    pub ca_file: Option<PathBuf>,
+    /// External account binding: key id and HMAC key.
+    pub eab: Option<(String, Vec<u8>)>,
+    pub dns_hook: Option<Vec<String>>,
+    pub dns_hook_timeout: Duration,
+    pub dns_propagation_delay: Duration,
+    pub retry_initial: Duration,
+    pub retry_max: Duration,
+    pub order_timeout: Duration,
+}
+
+/// Where a site's certificate comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertSource {
+    Files {
+        cert: PathBuf,
+        key: PathBuf,
+    },
+    /// Obtained and renewed by graphfront, trying these challenges in order.
+    Acme {
+        challenges: Vec<ChallengeKind>,
+    },
 }
 
 /// One fronted API.
@@ -90,8 +123,7 @@ pub struct Site {
     pub graphql_path: String,
     pub realtime_path: String,
     pub max_body: Option<u64>,
-    pub cert_file: PathBuf,
-    pub key_file: PathBuf,
+    pub certificate: CertSource,
     pub upstream_ca_file: Option<PathBuf>,
     pub upstream_h2: bool,
     pub timeouts: Timeouts,
@@ -269,8 +301,12 @@ impl Validator<'_> {
             .sites
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| self.site(root.key("site").index(i), s).map(Arc::new))
+            .filter_map(|(i, s)| {
+                self.site(root.key("site").index(i), s, &f.acme.challenges)
+                    .map(Arc::new)
+            })
             .collect();
+        let acme = self.acme(&f.acme, &sites, !http.is_empty());
         self.unique_names_and_domains(&f.sites);
 
         let fallback_site = f.tls.fallback_site.as_ref().and_then(|name| {
@@ -306,6 +342,7 @@ impl Validator<'_> {
             cert_reload_interval: f.tls.reload_interval,
             fallback_site,
             cache_max_size: f.cache.max_size.as_u64(),
+            acme: Arc::new(acme),
             sites,
         }
     }
@@ -332,7 +369,142 @@ impl Validator<'_> {
         }
     }
 
-    fn site(&mut self, at: KeyPath, s: &SiteFile) -> Option<Site> {
+    /// `[acme]`, and what the `tls = "acme"` sites need from it and from the listeners.
+    fn acme(&mut self, f: &AcmeFile, sites: &[Arc<Site>], http_listener: bool) -> Acme {
+        let at = KeyPath::root().key("acme");
+        let directory = match f.directory.as_str() {
+            "letsencrypt" => instant_acme::LetsEncrypt::Production.url().to_string(),
+            "letsencrypt-staging" => instant_acme::LetsEncrypt::Staging.url().to_string(),
+            url => {
+                if !url.starts_with("https://") || url::Url::parse(url).is_err() {
+                    self.problem(
+                        at.key("directory"),
+                        format!("`{url}`: write \"letsencrypt\", \"letsencrypt-staging\" or an https:// directory URL"),
+                    );
+                }
+                url.to_string()
+            }
+        };
+        let contact = f
+            .contact
+            .iter()
+            .map(|c| match c.strip_prefix("mailto:") {
+                Some(_) => c.clone(),
+                None => format!("mailto:{c}"),
+            })
+            .collect();
+        let eab = f.eab.as_ref().and_then(|e| {
+            use base64::Engine;
+            match base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(e.hmac_key.trim_end_matches('='))
+            {
+                Ok(key) if !key.is_empty() => Some((e.kid.clone(), key)),
+                _ => {
+                    self.problem(at.key("eab").key("hmac-key"), "is not base64url");
+                    None
+                }
+            }
+        });
+        let ca_file = f.ca_file.as_ref().map(|p| self.resolve(p));
+        if let Some(p) = &ca_file {
+            if !p.is_file() {
+                self.problem(
+                    at.key("ca-file"),
+                    format!("{} is not a readable file", p.display()),
+                );
+            }
+        }
+        if f.dns_hook.as_ref().is_some_and(|h| h.is_empty()) {
+            self.problem(at.key("dns-hook"), "name the command to run");
+        }
+        if f.retry_initial.is_zero() || f.retry_max < f.retry_initial {
+            self.problem(
+                at.key("retry-max"),
+                "retry-initial must be more than 0 and retry-max at least retry-initial",
+            );
+        }
+        for (i, site) in sites.iter().enumerate() {
+            let CertSource::Acme { challenges } = &site.certificate else {
+                continue;
+            };
+            let tls = KeyPath::root().key("site").index(i).key("tls");
+            if challenges.contains(&ChallengeKind::Http01) && !http_listener {
+                self.problem(
+                    tls.clone(),
+                    "http-01 needs a [listeners] http address (port 80)",
+                );
+            }
+            if challenges.contains(&ChallengeKind::Dns01) && f.dns_hook.is_none() {
+                self.problem(tls.clone(), "dns-01 needs [acme] dns-hook");
+            }
+            if site.domains.iter().any(|d| d.starts_with("*."))
+                && !challenges.contains(&ChallengeKind::Dns01)
+            {
+                self.problem(
+                    tls,
+                    "a wildcard domain can only be validated by dns-01: add it to challenges",
+                );
+            }
+        }
+        Acme {
+            directory,
+            contact,
+            ca_file,
+            eab,
+            dns_hook: f.dns_hook.clone(),
+            dns_hook_timeout: f.dns_hook_timeout,
+            dns_propagation_delay: f.dns_propagation_delay,
+            retry_initial: f.retry_initial,
+            retry_max: f.retry_max,
+            order_timeout: f.order_timeout,
+        }
+    }
+
+    fn certificate(
+        &mut self,
+        at: KeyPath,
+        t: &SiteTlsFile,
+        default_challenges: &[ChallengeKind],
+    ) -> Option<CertSource> {
+        match (t.acme, &t.cert, &t.key) {
+            (true, None, None) => {
+                let challenges = t.challenges.clone().unwrap_or(default_challenges.to_vec());
+                if challenges.is_empty() {
+                    self.problem(at.key("challenges"), "list at least one challenge");
+                }
+                Some(CertSource::Acme { challenges })
+            }
+            (false, Some(cert), Some(key)) => {
+                if t.challenges.is_some() {
+                    self.problem(at.key("challenges"), "only for acme = true");
+                }
+                let (cert, key) = (self.resolve(cert), self.resolve(key));
+                for (name, p) in [("cert", &cert), ("key", &key)] {
+                    if !p.is_file() {
+                        self.problem(
+                            at.key(name),
+                            format!("{} is not a readable file", p.display()),
+                        );
+                    }
+                }
+                Some(CertSource::Files { cert, key })
+            }
+            _ => {
+                self.problem(
+                    at,
+                    "write tls = \"acme\", or both cert and key files (not both)",
+                );
+                None
+            }
+        }
+    }
+
+    fn site(
+        &mut self,
+        at: KeyPath,
+        s: &SiteFile,
+        default_challenges: &[ChallengeKind],
+    ) -> Option<Site> {
         let before = self.problems.len();
         if s.name.is_empty()
             || !s
@@ -378,16 +550,7 @@ impl Validator<'_> {
                 "must be more than 0 (omit it for no limit)",
             );
         }
-        let cert_file = self.resolve(&s.tls.cert);
-        let key_file = self.resolve(&s.tls.key);
-        for (key, p) in [("cert", &cert_file), ("key", &key_file)] {
-            if !p.is_file() {
-                self.problem(
-                    at.key("tls").key(key),
-                    format!("{} is not a readable file", p.display()),
-                );
-            }
-        }
+        let certificate = self.certificate(at.key("tls"), &s.tls.0, default_challenges);
         let upstream_ca_file = s.upstream_ca_file.as_ref().map(|p| self.resolve(p));
         if let Some(p) = &upstream_ca_file {
             if !p.is_file() {
@@ -447,8 +610,7 @@ impl Validator<'_> {
             graphql_path: s.graphql_path.clone(),
             realtime_path: s.realtime_path.clone(),
             max_body,
-            cert_file,
-            key_file,
+            certificate: certificate?,
             upstream_ca_file,
             upstream_h2: s.upstream_h2,
             timeouts: (&s.timeouts).into(),

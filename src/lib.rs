@@ -1,6 +1,7 @@
 //! graphfront: an edge proxy for GraphQL APIs (AppSync above all): custom-domain TLS,
 //! GraphQL-aware forwarding, metrics. Modules in request order.
 
+pub mod acme;
 pub mod admin;
 pub mod cache;
 pub mod config;

@@ -110,7 +110,10 @@ fn check(path: &std::path::Path) -> ExitCode {
     };
     let mut bad = false;
     for site in &config.sites {
-        if let Err(e) = graphfront::tls::load_pem_files(&site.cert_file, &site.key_file) {
+        let graphfront::config::CertSource::Files { cert, key } = &site.certificate else {
+            continue;
+        };
+        if let Err(e) = graphfront::tls::load_pem_files(cert, key) {
             eprintln!("site {}: certificate: {e}", site.name);
             bad = true;
         }

@@ -36,6 +36,9 @@ pub struct Metrics {
     pub tls_handshakes: IntCounter,
     pub tls_handshake_failures: IntCounterVec,
     pub cert_expiry: IntGaugeVec,
+    pub cert_expires_in: IntGaugeVec,
+    pub acme_orders: IntCounterVec,
+    pub acme_challenge_failures: IntCounterVec,
     pub cert_reloads: IntCounterVec,
     pub upstream_errors: IntCounterVec,
     pub rejections: IntCounterVec,
@@ -114,6 +117,21 @@ impl Metrics {
                     "graphfront_tls_certificate_expiry_timestamp_seconds",
                     "Expiry (Unix time) of the certificate each site serves.",
                     &["site"]
+                )?,
+                cert_expires_in: register_int_gauge_vec!(
+                    "graphfront_tls_certificate_expires_in_seconds",
+                    "Seconds until the certificate each site serves expires (as of the scrape; negative once expired).",
+                    &["site"]
+                )?,
+                acme_orders: register_int_counter_vec!(
+                    "graphfront_acme_orders_total",
+                    "ACME certificate orders, by site and outcome (issued, failed).",
+                    &["site", "outcome"]
+                )?,
+                acme_challenge_failures: register_int_counter_vec!(
+                    "graphfront_acme_challenge_failures_total",
+                    "ACME challenges that did not validate, by type (http-01, tls-alpn-01, dns-01).",
+                    &["type"]
                 )?,
                 cert_reloads: register_int_counter_vec!(
                     "graphfront_tls_certificate_loads_total",
@@ -204,6 +222,9 @@ impl Metrics {
             .set(1);
         for reason in HANDSHAKE_FAILURE_REASONS {
             metrics.tls_handshake_failures.with_label_values(&[reason]);
+        }
+        for kind in ["http-01", "tls-alpn-01", "dns-01"] {
+            metrics.acme_challenge_failures.with_label_values(&[kind]);
         }
         metrics
     }

@@ -10,6 +10,9 @@ use pingora::server::{Server, ShutdownSignal, ShutdownSignalWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
 
+use pingora::listeners::Listeners;
+
+use crate::acme::{AlpnChallengeHook, Challenges, Manager};
 use crate::admin::{AdminApp, RedirectApp};
 use crate::cache::ResponseCache;
 use crate::config::Config;
@@ -50,11 +53,29 @@ pub fn build(config: Config, upgrade: bool) -> anyhow::Result<Server> {
     for e in errors {
         tracing::error!(error = %e, "starting without this certificate");
     }
+    let challenges = Arc::new(Challenges::new());
+    let acme = Manager::needed(&config).then(|| {
+        let manager = Arc::new(Manager::new(
+            config.clone(),
+            certs.clone(),
+            challenges.clone(),
+        ));
+        manager.load_stored();
+        manager
+    });
 
     let cache = Arc::new(ResponseCache::new(config.cache_max_size));
     let edge = Edge::new(&config, cache.clone())?;
-    let mut proxy = Service::new(
+    let mut listeners = Listeners::new();
+    if acme.is_some() {
+        // TLS-ALPN-01 validations are answered before pingora's handshake.
+        listeners.set_pre_tls_callback(Arc::new(AlpnChallengeHook {
+            challenges: challenges.clone(),
+        }));
+    }
+    let mut proxy = Service::with_listeners(
         "graphfront https".into(),
+        listeners,
         Lingering {
             inner: Arc::new(pingora::proxy::http_proxy(&server.configuration, edge)),
         },
@@ -76,6 +97,7 @@ pub fn build(config: Config, upgrade: bool) -> anyhow::Result<Server> {
         let app = RedirectApp {
             table: SiteTable::new(config.sites.iter().map(|s| s.as_ref())),
             https_port,
+            challenges,
         };
         let mut redirect = Service::new(
             "graphfront http".into(),
@@ -91,6 +113,7 @@ pub fn build(config: Config, upgrade: bool) -> anyhow::Result<Server> {
         config: config.clone(),
         certs: certs.clone(),
         cache,
+        acme: acme.clone(),
     };
     let mut admin_service = Service::new(
         "graphfront admin".into(),
@@ -105,6 +128,9 @@ pub fn build(config: Config, upgrade: bool) -> anyhow::Result<Server> {
             pid_file: config.pid_file.clone(),
         },
     ));
+    if let Some(manager) = acme {
+        server.add_service(background_service("acme", AcmeService(manager)));
+    }
     if !config.cert_reload_interval.is_zero() {
         server.add_service(background_service(
             "certificate watcher",
@@ -112,6 +138,16 @@ pub fn build(config: Config, upgrade: bool) -> anyhow::Result<Server> {
         ));
     }
     Ok(server)
+}
+
+/// Obtains and renews the certificates of `tls = "acme"` sites.
+struct AcmeService(Arc<Manager>);
+
+#[async_trait::async_trait]
+impl BackgroundService for AcmeService {
+    async fn start(&self, shutdown: pingora::server::ShutdownWatch) {
+        self.0.clone().run(shutdown).await;
+    }
 }
 
 /// Polls the certificate files and swaps in changed ones.

@@ -12,7 +12,7 @@ use pingora::protocols::tls::TlsRef;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-use crate::config::Config;
+use crate::config::{CertSource, Config};
 use crate::metrics;
 use crate::routing::SiteTable;
 
@@ -81,6 +81,21 @@ impl CertStore {
         self.slots[index].load_full()
     }
 
+    /// Refresh `graphfront_tls_certificate_expires_in_seconds` (called for each scrape).
+    pub fn publish_gauges(&self) {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        let m = metrics::get();
+        for (slot, site) in self.slots.iter().zip(&self.site_names) {
+            if let Some(cert) = slot.load_full() {
+                m.cert_expires_in
+                    .with_label_values(&[site])
+                    .set(cert.not_after - now);
+            }
+        }
+    }
+
     /// Load (or reload when the files changed) every file-based site certificate. Returns the
     /// number of certificates replaced and the errors met; a failed reload keeps the old
     /// certificate serving.
@@ -88,12 +103,15 @@ impl CertStore {
         let mut replaced = 0;
         let mut errors = Vec::new();
         for (i, site) in config.sites.iter().enumerate() {
-            let stamp = file_stamp(&site.cert_file, &site.key_file);
+            let CertSource::Files { cert, key } = &site.certificate else {
+                continue;
+            };
+            let stamp = file_stamp(cert, key);
             let old = self.current(i);
             if !force && old.is_some() && old.as_ref().and_then(|c| c.stamp) == stamp {
                 continue;
             }
-            match load_pem_files(&site.cert_file, &site.key_file) {
+            match load_pem_files(cert, key) {
                 Ok(mut cert) => {
                     cert.stamp = stamp;
                     self.install(i, cert);

@@ -10,6 +10,7 @@ command -v cmake >/dev/null || need+=(cmake)
 command -v openssl >/dev/null || need+=(openssl)
 command -v systemd-analyze >/dev/null || need+=(systemd)   # tests/ops.rs verifies the unit
 command -v wrk >/dev/null || need+=(wrk)                    # load during tests/ops.rs upgrades
+command -v pebble >/dev/null || need+=(pebble)              # the ACME CA of tests/acme.rs
 command -v node >/dev/null || need+=(nodejs)                # tests/appsync.rs: the AppSync simulator
 command -v npm >/dev/null || need+=(npm)
 if ((${#need[@]})); then

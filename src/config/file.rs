@@ -20,6 +20,9 @@ pub struct FileConfig {
     /// TLS settings shared by all sites.
     #[serde(default)]
     pub tls: TlsFile,
+    /// Certificates obtained and renewed by graphfront (sites with `tls = "acme"`).
+    #[serde(default)]
+    pub acme: AcmeFile,
     /// The query cache shared by all sites.
     #[serde(default)]
     pub cache: CacheFile,
@@ -168,8 +171,8 @@ pub struct SiteFile {
     /// Largest request body accepted (413 above). Bodies over 64 KiB are forwarded without analysis.
     #[serde(default)]
     pub max_body: Option<ByteSize>,
-    /// Where this site's certificate comes from.
-    pub tls: SiteTlsFile,
+    /// Where this site's certificate comes from: files, or "acme".
+    pub tls: SiteTlsEntry,
     /// Trust anchors (PEM) for this site's upstream only, instead of the system roots.
     #[serde(default)]
     pub upstream_ca_file: Option<PathBuf>,
@@ -610,13 +613,133 @@ pub struct CacheRuleFile {
     pub scope: ScopeFile,
 }
 
-#[derive(Debug, Deserialize)]
+/// A site's certificate: `tls = "acme"`, `tls = { acme = true, challenges = [...] }`, or
+/// `tls = { cert = "...", key = "..." }`.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SiteTlsFile {
     /// Certificate chain, PEM, leaf first.
-    pub cert: PathBuf,
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
     /// Private key, PEM (PKCS#8, PKCS#1 or SEC1).
-    pub key: PathBuf,
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// Obtain and renew the certificate with ACME (`[acme]`).
+    #[serde(default)]
+    pub acme: bool,
+    /// ACME challenges to try, in order (default: `[acme] challenges`).
+    #[serde(default)]
+    pub challenges: Option<Vec<ChallengeKind>>,
+}
+
+impl<'de> Deserialize<'de> for SiteTlsEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        serde_untagged::UntaggedEnumVisitor::new()
+            .string(|s| match s {
+                "acme" => Ok(SiteTlsEntry(SiteTlsFile {
+                    acme: true,
+                    ..SiteTlsFile::default()
+                })),
+                other => Err(serde::de::Error::custom(format!(
+                    "`{other}`: write \"acme\" or a table {{ cert = \"...\", key = \"...\" }}"
+                ))),
+            })
+            .map(|m| m.deserialize().map(SiteTlsEntry))
+            .deserialize(d)
+    }
+}
+
+/// `tls` as written: the keyword "acme" or a table.
+#[derive(Debug)]
+pub struct SiteTlsEntry(pub SiteTlsFile);
+
+/// An ACME challenge type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum ChallengeKind {
+    /// Answered on the port-80 listener (`/.well-known/acme-challenge/<token>`).
+    #[serde(rename = "http-01")]
+    Http01,
+    /// Answered on the https listeners (ALPN `acme-tls/1`).
+    #[serde(rename = "tls-alpn-01")]
+    TlsAlpn01,
+    /// A TXT record set by `[acme] dns-hook`; the only one for wildcard names.
+    #[serde(rename = "dns-01")]
+    Dns01,
+}
+
+impl ChallengeKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Http01 => "http-01",
+            Self::TlsAlpn01 => "tls-alpn-01",
+            Self::Dns01 => "dns-01",
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AcmeFile {
+    /// The CA's directory: "letsencrypt", "letsencrypt-staging", or any RFC 8555 directory URL.
+    #[serde(default = "default_directory")]
+    pub directory: String,
+    /// Contact addresses for the account ("ops@example.com" or "mailto:ops@example.com").
+    #[serde(default)]
+    pub contact: Vec<String>,
+    /// Trust anchors (PEM) for the directory's HTTPS instead of the system roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// External account binding, for CAs that require one.
+    #[serde(default)]
+    pub eab: Option<EabFile>,
+    /// Challenges tried in order for sites that do not list their own.
+    #[serde(default = "default_challenges")]
+    pub challenges: Vec<ChallengeKind>,
+    /// DNS-01: a command run as `<command...> set|clear <record name> <TXT value>`.
+    #[serde(default)]
+    pub dns_hook: Option<Vec<String>>,
+    /// Longest a dns-hook run may take.
+    #[serde(default = "default_hook_timeout", with = "humantime_serde")]
+    pub dns_hook_timeout: Duration,
+    /// Wait after a successful `set` before the CA is asked to look (DNS propagation).
+    #[serde(default, with = "humantime_serde")]
+    pub dns_propagation_delay: Duration,
+    /// First delay after a failed order; doubled (with jitter) on each further failure.
+    #[serde(default = "default_retry_initial", with = "humantime_serde")]
+    pub retry_initial: Duration,
+    /// Longest delay between attempts.
+    #[serde(default = "default_retry_max", with = "humantime_serde")]
+    pub retry_max: Duration,
+    /// How long an order may take from challenges to certificate before it counts as failed.
+    #[serde(default = "default_order_timeout", with = "humantime_serde")]
+    pub order_timeout: Duration,
+}
+
+impl Default for AcmeFile {
+    fn default() -> Self {
+        Self {
+            directory: default_directory(),
+            contact: Vec::new(),
+            ca_file: None,
+            eab: None,
+            challenges: default_challenges(),
+            dns_hook: None,
+            dns_hook_timeout: default_hook_timeout(),
+            dns_propagation_delay: Duration::ZERO,
+            retry_initial: default_retry_initial(),
+            retry_max: default_retry_max(),
+            order_timeout: default_order_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct EabFile {
+    /// The key identifier the CA gave.
+    pub kid: String,
+    /// The HMAC key the CA gave (base64url).
+    pub hmac_key: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -647,6 +770,24 @@ impl Default for TimeoutsFile {
     }
 }
 
+fn default_directory() -> String {
+    "letsencrypt".into()
+}
+fn default_challenges() -> Vec<ChallengeKind> {
+    vec![ChallengeKind::TlsAlpn01, ChallengeKind::Http01]
+}
+fn default_hook_timeout() -> Duration {
+    Duration::from_secs(120)
+}
+fn default_retry_initial() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_retry_max() -> Duration {
+    Duration::from_secs(6 * 3600)
+}
+fn default_order_timeout() -> Duration {
+    Duration::from_secs(120)
+}
 fn default_cache_size() -> ByteSize {
     ByteSize::mib(256)
 }

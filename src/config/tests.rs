@@ -87,7 +87,13 @@ fn minimal_config_gets_defaults() {
         s.realtime.host,
         "abc.appsync-realtime-api.eu-west-1.amazonaws.com"
     );
-    assert_eq!(s.cert_file, dir.path().join("c.pem"));
+    assert_eq!(
+        s.certificate,
+        crate::config::CertSource::Files {
+            cert: dir.path().join("c.pem"),
+            key: dir.path().join("k.pem")
+        }
+    );
     assert_eq!(c.https, ["0.0.0.0:443".parse().unwrap()]);
 }
 
@@ -329,4 +335,93 @@ fn iam_and_edge_signing_are_validated() {
         MINIMAL.replace("abc.appsync-api.eu-west-1.amazonaws.com", "api.example.com")
     ));
     assert_eq!(p[0].path, "site[0].auth.iam.region", "{p:?}");
+}
+
+const ACME_SITE: &str = r#"
+[[site]]
+name = "a"
+domains = ["api.example.com"]
+upstream = "https://abc.appsync-api.eu-west-1.amazonaws.com/graphql"
+"#;
+
+#[test]
+fn acme_sites_take_the_defaults_or_their_own_challenges() {
+    let dir = dir_with_certs(&[]);
+    let c = Config::parse(&format!("{ACME_SITE}tls = \"acme\"\n"), dir.path()).unwrap();
+    assert_eq!(
+        c.sites[0].certificate,
+        CertSource::Acme {
+            challenges: vec![ChallengeKind::TlsAlpn01, ChallengeKind::Http01]
+        }
+    );
+    assert_eq!(
+        c.acme.directory,
+        "https://acme-v02.api.letsencrypt.org/directory"
+    );
+    let text = format!(
+        "[acme]\ndirectory = \"letsencrypt-staging\"\ncontact = [\"ops@example.com\"]\n\
+         dns-hook = [\"/bin/hook\"]\neab = {{ kid = \"k\", hmac-key = \"c2VjcmV0\" }}\n\
+         {ACME_SITE}domains = [\"*.example.com\"]\ntls = {{ acme = true, challenges = [\"dns-01\"] }}\n"
+    )
+    .replace("domains = [\"api.example.com\"]\n", "");
+    let c = Config::parse(&text, dir.path()).unwrap();
+    assert_eq!(c.acme.contact, ["mailto:ops@example.com"]);
+    assert_eq!(c.acme.eab, Some(("k".to_string(), b"secret".to_vec())));
+    assert!(c.acme.directory.contains("staging"));
+    assert_eq!(
+        c.sites[0].certificate,
+        CertSource::Acme {
+            challenges: vec![ChallengeKind::Dns01]
+        }
+    );
+}
+
+#[test]
+fn acme_needs_what_its_challenges_use() {
+    let cases = [
+        // Not a keyword.
+        ("tls = \"auto\"\n", "", "site[0].tls"),
+        // Files and acme at once.
+        (
+            "tls = { acme = true, cert = \"c.pem\", key = \"k.pem\" }\n",
+            "",
+            "site[0].tls",
+        ),
+        // http-01 without a port-80 listener.
+        (
+            "tls = { acme = true, challenges = [\"http-01\"] }\n",
+            "[listeners]\nhttp = []\n",
+            "site[0].tls",
+        ),
+        // dns-01 without a hook.
+        (
+            "tls = { acme = true, challenges = [\"dns-01\"] }\n",
+            "",
+            "site[0].tls",
+        ),
+        // An unknown challenge type.
+        (
+            "tls = { acme = true, challenges = [\"email-01\"] }\n",
+            "",
+            "site[0].tls.challenges[0]",
+        ),
+        // Not an https directory.
+        (
+            "tls = \"acme\"\n",
+            "[acme]\ndirectory = \"http://ca.test/dir\"\n",
+            "acme.directory",
+        ),
+    ];
+    for (tls, before, path) in cases {
+        let p = problems(&format!("{before}{ACME_SITE}{tls}"));
+        assert!(
+            p.iter().any(|p| p.path == path),
+            "{tls}: {path} missing from {p:?}"
+        );
+    }
+    // A wildcard can only be validated by dns-01.
+    let text = format!("[acme]\ndns-hook = [\"/bin/hook\"]\n{ACME_SITE}tls = \"acme\"\n")
+        .replace("api.example.com", "*.example.com");
+    let p = problems(&text);
+    assert!(p[0].message.contains("dns-01"), "{p:?}");
 }

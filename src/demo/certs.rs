@@ -1,13 +1,12 @@
 //! A throwaway certificate authority for the demo and the tests: a CA, and leaves for names.
 
 use rcgen::{
-    BasicConstraints, Certificate, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
 };
 
 /// A self-signed CA (ECDSA P-256) that issues leaf certificates.
 pub struct TestCa {
-    cert: Certificate,
-    key: KeyPair,
+    issuer: CertifiedIssuer<'static, KeyPair>,
 }
 
 impl Default for TestCa {
@@ -29,12 +28,13 @@ impl TestCa {
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
-        let cert = params.self_signed(&key).expect("self-signed CA");
-        Self { cert, key }
+        Self {
+            issuer: CertifiedIssuer::self_signed(params, key).expect("self-signed CA"),
+        }
     }
 
     pub fn ca_pem(&self) -> String {
-        self.cert.pem()
+        self.issuer.pem()
     }
 
     /// A leaf for `names` (DNS names; IP addresses become IP SANs): (certificate PEM, key PEM).
@@ -48,7 +48,7 @@ impl TestCa {
                 .push(DnType::CommonName, first.as_str());
         }
         let cert = params
-            .signed_by(&key, &self.cert, &self.key)
+            .signed_by(&key, &self.issuer)
             .expect("leaf signed by the CA");
         (cert.pem(), key.serialize_pem())
     }

@@ -5,6 +5,7 @@
 
 pub mod appsync;
 pub mod issuer;
+pub mod pebble;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -174,29 +175,70 @@ pub struct Edge {
     _reserved: Vec<tokio::net::TcpSocket>,
 }
 
+/// graphfront on `config`, its log appended to `log`.
+fn spawn_edge(config: &Path, log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .unwrap();
+    Command::new(binary())
+        .args(["run", "-c"])
+        .arg(config)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
 pub fn binary() -> &'static str {
     env!("CARGO_BIN_EXE_graphfront")
+}
+
+/// graphfront's https, http and admin addresses, reserved before it starts (so an ACME CA can
+/// be told where to validate).
+pub struct EdgeAddrs {
+    pub https: SocketAddr,
+    pub http: SocketAddr,
+    pub admin: SocketAddr,
+    reserved: Vec<tokio::net::TcpSocket>,
+}
+
+impl EdgeAddrs {
+    pub fn reserve() -> Self {
+        let (r1, https) = reserve_addr();
+        let (r2, http) = reserve_addr();
+        let (r3, admin) = reserve_addr();
+        Self {
+            https,
+            http,
+            admin,
+            reserved: vec![r1, r2, r3],
+        }
+    }
 }
 
 impl Edge {
     /// Start graphfront with `sites` (TOML `[[site]]` tables) and optional extra top-level TOML.
     pub async fn start(sites: &str, extra: &str) -> Self {
+        Self::start_at(EdgeAddrs::reserve(), sites, extra).await
+    }
+
+    /// The same, on addresses reserved beforehand.
+    pub async fn start_at(addrs: EdgeAddrs, sites: &str, extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let (r1, https) = reserve_addr();
-        let (r2, http) = reserve_addr();
-        let (r3, admin) = reserve_addr();
+        let EdgeAddrs {
+            https,
+            http,
+            admin,
+            reserved,
+        } = addrs;
         let config = edge_config(dir.path(), [https, http, admin], "0s", extra, sites);
         let config_path = dir.path().join("graphfront.toml");
         std::fs::write(&config_path, config).unwrap();
         let log = dir.path().join("graphfront.log");
-        let child = Command::new(binary())
-            .args(["run", "-c"])
-            .arg(&config_path)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
+        let child = spawn_edge(&config_path, &log);
         let mut edge = Self {
             https,
             http,
@@ -205,10 +247,18 @@ impl Edge {
             config_path,
             child,
             log,
-            _reserved: vec![r1, r2, r3],
+            _reserved: reserved,
         };
         edge.wait_ready().await;
         edge
+    }
+
+    /// Stop the process and start it again on the same configuration and state directory.
+    pub async fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn_edge(&self.config_path, &self.log);
+        self.wait_ready().await;
     }
 
     async fn wait_ready(&mut self) {
