@@ -6,6 +6,7 @@
 pub mod appsync;
 pub mod issuer;
 pub mod pebble;
+pub mod realtime;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -6,9 +6,19 @@
 //
 // Auth: API_KEY (the key above) by default; OPENID_CONNECT as an additional provider when an
 // issuer is given (the simulator matches `iss` only and never verifies signatures).
-// It listens on 127.0.0.1, port 0, and serves `GET /__stats` on a second port-0 server:
-//   {"requests", "graphqlRequests", "resolverInvocations", "lastHeaders", "lastBody"}
-// counting every HTTP request (and WebSocket upgrade) the simulator's server receives.
+// It listens on 127.0.0.1, port 0, and serves `GET /__stats` on a second port-0 server (and,
+// uncounted, on its own port):
+//   {"requests", "graphqlRequests", "resolverInvocations", "lastHeaders", "lastBody",
+//    "realtimeUpgrades", "lastRealtimeUpgrade", "lastRealtimeHeader", "lastRealtimeProtocols",
+//    "realtimeStarts", "lastStartAuthorization"}
+// counting every HTTP request (and WebSocket upgrade) the simulator's server receives; for the
+// real-time endpoint, the last upgrade's URL and headers as received (before the translation
+// below), its decoded auth `header`, the subprotocols it offered, and the
+// `extensions.authorization` of the last `start` message.
+//
+// Real AppSync also takes the real-time `header` in a `header-<base64url>` subprotocol (how
+// aws-amplify v6 sends it); the simulator reads `?header=` only, so upgrades carrying that
+// subprotocol are translated into `?header=<base64>&payload=e30=` before it sees them.
 // When ready it prints one line to stdout: {"ready":true,"port":P,"statsPort":Q}; everything
 // else goes to stderr. It exits when stdin closes or on SIGTERM/SIGINT.
 'use strict';
@@ -65,7 +75,75 @@ const stats = {
   resolverInvocations: 0,
   lastHeaders: null,
   lastBody: null,
+  realtimeUpgrades: 0,
+  lastRealtimeUpgrade: null,
+  lastRealtimeHeader: null,
+  lastRealtimeProtocols: null,
+  realtimeStarts: 0,
+  lastStartAuthorization: null,
 };
+
+const REALTIME_PATH = '/graphql/realtime';
+const HEADER_PROTOCOL = 'header-';
+
+// The decoded JSON of a base64 (standard or url-safe, padded or not) `header`, or the error.
+function decodeHeader(b64) {
+  try {
+    return JSON.parse(Buffer.from(b64, 'base64').toString('utf8'));
+  } catch (e) {
+    return { undecodable: String(b64), error: e.message };
+  }
+}
+
+// An upgrade on the real-time path: record it, and move a `header-<base64url>` subprotocol into
+// the query string, leaving the other offered subprotocols (`graphql-ws`) in place.
+function translateRealtimeUpgrade(req) {
+  const url = new URL(req.url, 'http://simulator');
+  if (url.pathname !== REALTIME_PATH) {
+    return;
+  }
+  stats.realtimeUpgrades += 1;
+  stats.lastRealtimeUpgrade = { url: req.url, headers: { ...req.headers } };
+  const offered = (req.headers['sec-websocket-protocol'] || '')
+    .split(',')
+    .map((p) => p.trim())
+    .filter((p) => p !== '');
+  stats.lastRealtimeProtocols = offered;
+  const fromProtocol = offered.find((p) => p.startsWith(HEADER_PROTOCOL));
+  if (fromProtocol) {
+    const json = Buffer.from(fromProtocol.slice(HEADER_PROTOCOL.length), 'base64url');
+    url.searchParams.set('header', json.toString('base64'));
+    url.searchParams.set('payload', Buffer.from('{}').toString('base64'));
+    req.url = url.pathname + url.search;
+    const rest = offered.filter((p) => p !== fromProtocol);
+    if (rest.length > 0) {
+      req.headers['sec-websocket-protocol'] = rest.join(', ');
+    } else {
+      delete req.headers['sec-websocket-protocol'];
+    }
+    stats.lastRealtimeHeader = decodeHeader(json.toString('base64'));
+  } else {
+    const header = url.searchParams.get('header');
+    stats.lastRealtimeHeader = header === null ? null : decodeHeader(header);
+  }
+}
+
+// Every message on a real-time connection: record the `start` messages' authorization.
+function recordRealtimeMessages(socket) {
+  socket.on('message', (raw) => {
+    let message;
+    try {
+      message = JSON.parse(raw.toString('utf8'));
+    } catch {
+      return;
+    }
+    if (message && message.type === 'start') {
+      stats.realtimeStarts += 1;
+      const ext = (message.payload && message.payload.extensions) || {};
+      stats.lastStartAuthorization = ext.authorization ?? null;
+    }
+  });
+}
 
 // The Lambda function behind every resolver: `payload` is what the request template renders.
 async function postsLambda(payload) {
@@ -162,8 +240,28 @@ async function main() {
   httpServer.prependListener('request', record);
   httpServer.prependListener('upgrade', (req) => {
     stats.requests += 1;
-    stats.lastHeaders = req.headers;
+    stats.lastHeaders = { ...req.headers };
     stats.lastBody = null;
+    translateRealtimeUpgrade(req);
+  });
+  const wsServer = realtime.realtimeServer && realtime.realtimeServer.webSocketServer;
+  if (!wsServer || typeof wsServer.on !== 'function') {
+    throw new Error('unexpected simulator internals: no real-time WebSocket server');
+  }
+  wsServer.on('connection', recordRealtimeMessages);
+
+  // `GET /__stats` on the simulator's own port too (not counted), for tests that know only it.
+  const handlers = httpServer.listeners('request');
+  httpServer.removeAllListeners('request');
+  httpServer.on('request', (req, res) => {
+    if (req.method === 'GET' && req.url === '/__stats') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(stats));
+      return;
+    }
+    for (const handler of handlers) {
+      handler.call(httpServer, req, res);
+    }
   });
 
   await realtime.start();
