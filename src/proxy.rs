@@ -19,6 +19,7 @@ mod forward;
 pub mod jwt;
 pub mod respond;
 mod site;
+pub mod websocket;
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
