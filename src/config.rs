@@ -100,6 +100,21 @@ pub struct Acme {
     pub order_timeout: Duration,
 }
 
+/// WebSockets of a site (see `WebSocketFile`).
+#[derive(Debug, Clone)]
+pub struct WebSocketPolicy {
+    pub rewrite_host: bool,
+    /// Lower-case origins; empty: any.
+    pub allowed_origins: Vec<String>,
+    pub paths: Vec<String>,
+    pub max_connections: usize,
+    pub max_connections_per_client: usize,
+    pub max_frame: usize,
+    pub max_message: usize,
+    pub connection_init_timeout: Duration,
+    pub idle_timeout: Duration,
+}
+
 /// Where a site's certificate comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CertSource {
@@ -124,6 +139,7 @@ pub struct Site {
     pub realtime_path: String,
     pub max_body: Option<u64>,
     pub certificate: CertSource,
+    pub websocket: WebSocketPolicy,
     pub upstream_ca_file: Option<PathBuf>,
     pub upstream_h2: bool,
     pub timeouts: Timeouts,
@@ -460,6 +476,48 @@ impl Validator<'_> {
         }
     }
 
+    fn websocket(
+        &mut self,
+        at: KeyPath,
+        w: &file::WebSocketFile,
+        upstream: Option<&Endpoint>,
+    ) -> WebSocketPolicy {
+        for (i, p) in w.paths.iter().enumerate() {
+            if !p.starts_with('/') || p.contains('?') {
+                self.problem(
+                    at.key("paths").index(i),
+                    "must start with '/' and hold no query",
+                );
+            }
+        }
+        for (key, n) in [
+            ("max-connections", w.max_connections),
+            ("max-connections-per-client", w.max_connections_per_client),
+            ("max-frame", w.max_frame.as_u64() as usize),
+            ("max-message", w.max_message.as_u64() as usize),
+        ] {
+            if n == 0 {
+                self.problem(at.key(key), "must be more than 0");
+            }
+        }
+        let appsync = upstream.is_some_and(|u| u.host.contains(".appsync-api."));
+        WebSocketPolicy {
+            rewrite_host: w.rewrite_host.unwrap_or(appsync),
+            allowed_origins: w
+                .allowed_origins
+                .iter()
+                .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+                .collect(),
+            paths: w.paths.clone(),
+            max_connections: w.max_connections,
+            max_connections_per_client: w.max_connections_per_client,
+            max_frame: w.max_frame.as_u64() as usize,
+            max_message: w.max_message.as_u64() as usize,
+            connection_init_timeout: w.connection_init_timeout,
+            idle_timeout: w.idle_timeout,
+        }
+    }
+
     fn certificate(
         &mut self,
         at: KeyPath,
@@ -551,6 +609,7 @@ impl Validator<'_> {
             );
         }
         let certificate = self.certificate(at.key("tls"), &s.tls.0, default_challenges);
+        let websocket = self.websocket(at.key("websocket"), &s.websocket, upstream.as_ref());
         let upstream_ca_file = s.upstream_ca_file.as_ref().map(|p| self.resolve(p));
         if let Some(p) = &upstream_ca_file {
             if !p.is_file() {
@@ -611,6 +670,7 @@ impl Validator<'_> {
             realtime_path: s.realtime_path.clone(),
             max_body,
             certificate: certificate?,
+            websocket,
             upstream_ca_file,
             upstream_h2: s.upstream_h2,
             timeouts: (&s.timeouts).into(),

@@ -56,6 +56,10 @@ pub struct Metrics {
     pub build_info: IntGaugeVec,
     pub websocket_open: IntGauge,
     pub websocket_connections: IntCounterVec,
+    pub websocket_messages: IntCounterVec,
+    pub websocket_bytes: IntCounterVec,
+    pub websocket_subscriptions: IntCounterVec,
+    pub websocket_rejections: IntCounterVec,
 }
 
 static METRICS: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(Metrics::register);
@@ -212,6 +216,26 @@ impl Metrics {
                     "graphfront_websocket_connections_total",
                     "WebSocket upgrade requests, by site and outcome (upgraded, refused: the upstream answered without switching protocols, failed: no upstream answer).",
                     &["site", "outcome"]
+                )?,
+                websocket_messages: register_int_counter_vec!(
+                    "graphfront_websocket_messages_total",
+                    "WebSocket data messages proxied, by site and direction (in: from clients, out: to clients).",
+                    &["site", "direction"]
+                )?,
+                websocket_bytes: register_int_counter_vec!(
+                    "graphfront_websocket_bytes_total",
+                    "WebSocket bytes proxied (frames included), by site and direction (in, out).",
+                    &["site", "direction"]
+                )?,
+                websocket_subscriptions: register_int_counter_vec!(
+                    "graphfront_websocket_subscriptions_started_total",
+                    "AppSync real-time `start` messages forwarded, by site.",
+                    &["site"]
+                )?,
+                websocket_rejections: register_int_counter_vec!(
+                    "graphfront_websocket_rejections_total",
+                    "WebSockets refused or closed by the edge, by site and reason (origin, site_limit, client_limit, auth, start_auth, bad_header, too_big, protocol, init_timeout).",
+                    &["site", "reason"]
                 )?,
             })
         };

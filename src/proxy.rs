@@ -17,6 +17,7 @@ mod caching;
 mod cors;
 mod forward;
 pub mod jwt;
+mod realtime;
 pub mod respond;
 mod site;
 pub mod websocket;
@@ -70,6 +71,10 @@ pub struct RequestCtx {
     websocket: bool,
     /// Auth accepted credentials only the upstream can verify (IAM): no cache.
     unverified_auth: bool,
+    /// A WebSocket upgrade that passed the handshake checks.
+    socket: Option<realtime::Socket>,
+    /// The path of a WebSocket forwarded as is (`websocket.paths`).
+    ws_path: Option<String>,
 }
 
 /// Connection attempts per request when the upstream's name has several addresses.
@@ -170,6 +175,8 @@ impl ProxyHttp for Edge {
             operation: None,
             unanalysed: false,
             realtime: false,
+            socket: None,
+            ws_path: None,
             upstream_sent: None,
             failure: None,
             rejected: None,
@@ -203,17 +210,41 @@ impl ProxyHttp for Edge {
             }
         }
         let path = session.req_header().uri.path();
-        if path == site.config.realtime_path {
-            if session.is_upgrade_req() {
-                ctx.realtime = true;
-                return Ok(false);
+        let appsync = path == site.config.realtime_path;
+        let other_ws = site.config.websocket.paths.iter().any(|p| p == path);
+        if appsync || other_ws || (path == site.config.graphql_path && session.is_upgrade_req()) {
+            if !session.is_upgrade_req() {
+                let e = EdgeError::new(
+                    400,
+                    "WEBSOCKET_REQUIRED",
+                    "this path takes WebSocket upgrades only",
+                );
+                return self.reject(session, ctx, e).await;
             }
-            let e = EdgeError::new(
-                400,
-                "WEBSOCKET_REQUIRED",
-                "this path takes WebSocket upgrades only",
-            );
-            return self.reject(session, ctx, e).await;
+            let client = session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map(|a| a.ip());
+            return match realtime::open(session.req_header(), client, &site, appsync).await {
+                Ok(socket) => {
+                    ctx.realtime = appsync;
+                    ctx.ws_path = other_ws.then(|| path.to_string());
+                    // Until connection_init (AppSync) the client must speak; then it may stay
+                    // silent as long as the subscription lives.
+                    session.set_read_timeout(
+                        appsync.then_some(site.config.websocket.connection_init_timeout),
+                    );
+                    ctx.socket = Some(socket);
+                    Ok(false)
+                }
+                Err((reason, e)) => {
+                    metrics::get()
+                        .websocket_rejections
+                        .with_label_values(&[&site.config.name, reason])
+                        .inc();
+                    self.reject(session, ctx, e).await
+                }
+            };
         }
         if path != site.config.graphql_path {
             let e = EdgeError::new(404, "NOT_FOUND", format!("no GraphQL endpoint at {path}"));
@@ -241,8 +272,6 @@ impl ProxyHttp for Edge {
         }
         let raw = match method {
             http::Method::POST => analyse::read_post(session, &site.config).await,
-            // WebSocket on the GraphQL path (graphql-ws clients): forwarded as is.
-            http::Method::GET if session.is_upgrade_req() => return Ok(false),
             http::Method::GET => Ok(analyse::read_get(session)),
             // CORS preflights are the upstream's to answer for now.
             http::Method::OPTIONS => return Ok(false),
@@ -330,10 +359,16 @@ impl ProxyHttp for Edge {
         } else {
             &site.upstream
         };
-        upstream.peer().await.map_err(|e| {
+        let mut peer = upstream.peer().await.map_err(|e| {
             ctx.failure = Some(FailureKind::Dns);
             Error::explain(ErrorType::Custom("dns"), e.to_string())
-        })
+        })?;
+        if ctx.socket.is_some() {
+            // A subscription may be quiet; the upstream's keep-alives (AppSync: every minute)
+            // keep it open.
+            peer.options.read_timeout = Some(site.config.websocket.idle_timeout);
+        }
+        Ok(peer)
     }
 
     fn fail_to_connect(
@@ -377,6 +412,23 @@ impl ProxyHttp for Edge {
             site.upstream.endpoint()
         };
         forward::rewrite(session, upstream_request, endpoint)?;
+        if let Some(path) = &ctx.ws_path {
+            // Forwarded as is: same path (and query) on the upstream's origin.
+            let uri = match upstream_request.uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path.clone(),
+            };
+            if let Ok(uri) = http::Uri::try_from(uri) {
+                upstream_request.set_uri(uri);
+            }
+        }
+        if let Some(socket) = &ctx.socket {
+            // Frames are read on the way: no compression may be negotiated.
+            upstream_request.remove_header(&http::header::SEC_WEBSOCKET_EXTENSIONS);
+            if let Some(header) = &socket.rewritten {
+                realtime::write_back(upstream_request, header)?;
+            }
+        }
         if let (Some(signing), false) = (&site.config.upstream_signing, ctx.realtime) {
             let body = session
                 .as_downstream()
@@ -482,9 +534,110 @@ impl ProxyHttp for Edge {
         }
     }
 
+    /// WebSocket bytes from the client, once upgraded: decoded, checked (AppSync `start`),
+    /// capped; a refused `start` is answered with AppSync's `error` message and not forwarded,
+    /// a stream over the caps or breaking the protocol is closed with its close code.
+    async fn request_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<()> {
+        let (Some(socket), Some(site)) = (ctx.socket.as_mut(), ctx.site.as_ref()) else {
+            return Ok(());
+        };
+        if !session.was_upgraded() {
+            return Ok(());
+        }
+        let Some(chunk) = body.take() else {
+            return Ok(());
+        };
+        if socket.closing {
+            // The client answers our close; pass it on so the upstream closes too.
+            *body = Some(chunk);
+            return Ok(());
+        }
+        match socket.client_chunk(site, &chunk).await {
+            Ok(from) => {
+                if from.initialised {
+                    session.set_read_timeout(None);
+                }
+                for reply in from.replies {
+                    session.write_response_body(Some(reply), false).await?;
+                }
+                if crate::server::draining() {
+                    let close = socket.close_for_client(1001, "the edge is restarting");
+                    session.write_response_body(Some(close), false).await?;
+                }
+                *body = Some(from.forward);
+                Ok(())
+            }
+            Err(close) => {
+                let reason = if close.code == 1009 {
+                    "too_big"
+                } else {
+                    "protocol"
+                };
+                metrics::get()
+                    .websocket_rejections
+                    .with_label_values(&[&site.config.name, reason])
+                    .inc();
+                let frame = socket.close_for_client(close.code, close.reason);
+                session.write_response_body(Some(frame), true).await?;
+                Error::e_explain(
+                    ErrorType::Custom("websocket_closed"),
+                    format!("websocket closed by the edge: {close}"),
+                )
+            }
+        }
+    }
+
+    /// WebSocket bytes to the client: counted; while stopping, followed by a close (1001) so
+    /// clients reconnect elsewhere.
+    fn response_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<bytes::Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<Option<std::time::Duration>> {
+        let (Some(socket), Some(site)) = (ctx.socket.as_mut(), ctx.site.as_ref()) else {
+            return Ok(None);
+        };
+        if !session.was_upgraded() {
+            return Ok(None);
+        }
+        if socket.closing {
+            // Nothing may follow our close frame.
+            *body = None;
+            return Ok(None);
+        }
+        if let Some(chunk) = body.as_ref() {
+            socket.upstream_chunk(site, chunk);
+        }
+        if crate::server::draining() {
+            let close = socket.close_for_client(1001, "the edge is restarting");
+            let mut out = bytes::BytesMut::new();
+            if let Some(chunk) = body.take() {
+                out.extend_from_slice(&chunk);
+            }
+            out.extend_from_slice(&close);
+            *body = Some(out.freeze());
+        }
+        Ok(None)
+    }
+
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let m = metrics::get();
         m.in_flight.dec();
+        if let (Some(socket), Some(site), Some(e)) = (&ctx.socket, &ctx.site, e) {
+            if !socket.initialised && matches!(e.etype(), ErrorType::ReadTimedout) {
+                m.websocket_rejections
+                    .with_label_values(&[&site.config.name, "init_timeout"])
+                    .inc();
+            }
+        }
         if ctx.websocket {
             m.websocket_open.dec();
         } else if session.is_upgrade_req() && ctx.failure.is_some() {

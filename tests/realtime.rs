@@ -156,3 +156,70 @@ async fn the_realtime_path_refuses_plain_requests() {
     );
     assert_eq!(up.recorder.count(), 0);
 }
+
+#[tokio::test]
+async fn other_websocket_paths_are_forwarded_as_is_within_the_caps() {
+    let up = Upstream::start(false).await;
+    let certs = SiteCerts::new();
+    let (c, k) = certs.write("rt", &["rt.test"]);
+    let extra = "[site.websocket]\npaths = [\"/graphql/ws\"]\nmax-frame = \"1KiB\"\n";
+    let edge = Edge::start(
+        &site("rt", &["rt.test"], &up.url("/graphql"), &c, &k, extra),
+        "",
+    )
+    .await;
+    let tcp = tokio::net::TcpStream::connect(edge.https).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("rt.test").unwrap();
+    let tls = tls_connector(&certs.ca_pem())
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    let mut request = edge
+        .url("rt.test", "/graphql/ws")
+        .replace("https", "wss")
+        .into_client_request()
+        .unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    // Clients offer compression; the edge reads frames, so it is never negotiated.
+    request.headers_mut().insert(
+        "sec-websocket-extensions",
+        "permessage-deflate; client_max_window_bits"
+            .parse()
+            .unwrap(),
+    );
+    let (mut ws, response) = tokio_tungstenite::client_async(request, tls).await.unwrap();
+    assert_eq!(
+        response.headers()["sec-websocket-protocol"],
+        "graphql-transport-ws"
+    );
+    ws.send(Message::text(r#"{"type":"connection_init","payload":{}}"#))
+        .await
+        .unwrap();
+    let ack = ws.next().await.unwrap().unwrap();
+    assert!(ack.to_text().unwrap().contains("connection_ack"), "{ack:?}");
+    let upgrade = up
+        .recorder
+        .requests()
+        .into_iter()
+        .find(|r| r.uri.starts_with("/graphql/ws"))
+        .expect("the upgrade reached the upstream on the same path");
+    assert!(!upgrade.headers.contains_key("sec-websocket-extensions"));
+
+    // Over the frame cap: closed with 1009.
+    ws.send(Message::text("x".repeat(2048))).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, ws.next()).await {
+            Ok(Some(Ok(Message::Close(Some(f))))) => {
+                assert_eq!(u16::from(f.code), 1009);
+                break;
+            }
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("no close 1009: {other:?}"),
+        }
+    }
+}

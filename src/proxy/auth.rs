@@ -108,7 +108,12 @@ struct Verdict {
 
 /// Check the request against the site's modes.
 pub async fn check(session: &Session, site: &str, auth: &SiteAuth) -> Outcome {
-    let headers = &session.req_header().headers;
+    check_headers(&session.req_header().headers, site, auth).await
+}
+
+/// Check credentials carried in `headers` (a request's, or those of AppSync real-time's
+/// `header` parameter and `start` messages) against the site's modes.
+pub async fn check_headers(headers: &http::HeaderMap, site: &str, auth: &SiteAuth) -> Outcome {
     let authorization = headers
         .get(http::header::AUTHORIZATION)
         .map(|v| (v, v.to_str().unwrap_or("")));

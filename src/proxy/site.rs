@@ -30,6 +30,19 @@ pub struct SiteRuntime {
     durations: [Histogram; 4],
     bytes_in: Counter,
     bytes_out: Counter,
+    /// Open WebSockets, for the connection limits.
+    pub websockets: Arc<super::realtime::Connections>,
+    pub ws: WebSocketCounters,
+}
+
+/// WebSocket counters of a site, resolved once.
+#[derive(Debug)]
+pub struct WebSocketCounters {
+    pub messages_in: IntCounter,
+    pub messages_out: IntCounter,
+    pub bytes_in: IntCounter,
+    pub bytes_out: IntCounter,
+    pub subscriptions: IntCounter,
 }
 
 const OPERATIONS: [&str; 4] = ["query", "mutation", "subscription", "none"];
@@ -111,6 +124,13 @@ impl SiteRuntime {
         for outcome in ["upgraded", "refused", "failed"] {
             m.websocket_connections.with_label_values(&[name, outcome]);
         }
+        let ws = WebSocketCounters {
+            messages_in: m.websocket_messages.with_label_values(&[name, "in"]),
+            messages_out: m.websocket_messages.with_label_values(&[name, "out"]),
+            bytes_in: m.websocket_bytes.with_label_values(&[name, "in"]),
+            bytes_out: m.websocket_bytes.with_label_values(&[name, "out"]),
+            subscriptions: m.websocket_subscriptions.with_label_values(&[name]),
+        };
         Ok(Self {
             index,
             upstream_seconds: m.upstream_seconds.with_label_values(&[name]),
@@ -125,6 +145,8 @@ impl SiteRuntime {
             upstream,
             realtime,
             config,
+            websockets: Arc::default(),
+            ws,
         })
     }
 

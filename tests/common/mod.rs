@@ -228,6 +228,11 @@ impl Edge {
 
     /// The same, on addresses reserved beforehand.
     pub async fn start_at(addrs: EdgeAddrs, sites: &str, extra: &str) -> Self {
+        Self::start_with_grace(addrs, "0s", sites, extra).await
+    }
+
+    /// The same, with `grace` for in-flight requests and WebSockets when stopping.
+    pub async fn start_with_grace(addrs: EdgeAddrs, grace: &str, sites: &str, extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let EdgeAddrs {
             https,
@@ -235,7 +240,7 @@ impl Edge {
             admin,
             reserved,
         } = addrs;
-        let config = edge_config(dir.path(), [https, http, admin], "0s", extra, sites);
+        let config = edge_config(dir.path(), [https, http, admin], grace, extra, sites);
         let config_path = dir.path().join("graphfront.toml");
         std::fs::write(&config_path, config).unwrap();
         let log = dir.path().join("graphfront.log");
@@ -252,6 +257,11 @@ impl Edge {
         };
         edge.wait_ready().await;
         edge
+    }
+
+    /// The process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Stop the process and start it again on the same configuration and state directory.

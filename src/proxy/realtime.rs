@@ -1,0 +1,628 @@
+//! AppSync real-time through the custom domain. The client puts its credentials, and the host
+//! it believes it talks to, in a base64 JSON "auth header": in the `header` query parameter
+//! (aws-appsync, older Amplify) or in a `header-<base64url>` subprotocol (Amplify v6), and again
+//! in `extensions.authorization` of each `start` message. The edge checks them with the site's
+//! auth modes and, when configured, rewrites `host` to the upstream API's, as AppSync's own
+//! custom domains do.
+
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use base64::Engine;
+use http::header::SEC_WEBSOCKET_PROTOCOL;
+use pingora::http::RequestHeader;
+use serde_json::{Map, Value};
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use bytes::{Bytes, BytesMut};
+
+use super::auth::{check_headers, Outcome};
+use super::respond::EdgeError;
+use super::site::SiteRuntime;
+use super::websocket::{
+    close_frame, text_frame, Advance, ClientStream, Close, Limits, ServerStream, Stats, Verdict,
+};
+use crate::config::WebSocketPolicy;
+use crate::metrics;
+
+/// Where the client put its auth header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carrier {
+    Query,
+    Subprotocol,
+}
+
+/// The decoded auth header of a real-time handshake.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthHeader {
+    pub fields: Map<String, Value>,
+    pub carrier: Carrier,
+}
+
+const SUBPROTOCOL_PREFIX: &str = "header-";
+/// Auth headers larger than this are refused unread (tokens are capped at 8 KiB anyway).
+const MAX_HEADER: usize = 16 * 1024;
+
+fn bad(message: &str) -> EdgeError {
+    EdgeError::new(400, "REALTIME_BAD_HEADER", message)
+}
+
+fn decode(text: &str) -> Result<Map<String, Value>, EdgeError> {
+    if text.len() > MAX_HEADER {
+        return Err(bad("the real-time auth header is too large"));
+    }
+    let bytes = [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD]
+        .iter()
+        .find_map(|e| e.decode(text).ok())
+        .ok_or_else(|| bad("the real-time auth header is not base64"))?;
+    match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(fields)) => Ok(fields),
+        _ => Err(bad("the real-time auth header is not a JSON object")),
+    }
+}
+
+/// The raw (still percent-encoded) value of query parameter `name`.
+fn query_param<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// Percent-decoding that keeps `+` (clients put raw base64 in the query).
+fn percent_decoded(raw: &str) -> String {
+    let plus_kept = raw.replace('+', "%2B");
+    form_urlencoded::parse(format!("v={plus_kept}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// The client's auth header, if it sent one: the subprotocol first (what Amplify v6 sends),
+/// then the `header` query parameter.
+pub fn auth_header(req: &RequestHeader) -> Result<Option<AuthHeader>, EdgeError> {
+    for value in req.headers.get_all(SEC_WEBSOCKET_PROTOCOL) {
+        let text = value.to_str().unwrap_or("");
+        if let Some(encoded) = text
+            .split(',')
+            .map(str::trim)
+            .find_map(|p| p.strip_prefix(SUBPROTOCOL_PREFIX))
+        {
+            return Ok(Some(AuthHeader {
+                fields: decode(encoded)?,
+                carrier: Carrier::Subprotocol,
+            }));
+        }
+    }
+    match req.uri.query().and_then(|q| query_param(q, "header")) {
+        Some(raw) => Ok(Some(AuthHeader {
+            fields: decode(&percent_decoded(raw))?,
+            carrier: Carrier::Query,
+        })),
+        None => Ok(None),
+    }
+}
+
+/// The auth header's fields as request headers, for the site's auth check.
+pub fn as_headers(fields: &Map<String, Value>) -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    for (k, v) in fields {
+        let (Some(v), Ok(name)) = (
+            v.as_str(),
+            http::HeaderName::from_bytes(k.to_ascii_lowercase().as_bytes()),
+        ) else {
+            continue;
+        };
+        if let Ok(value) = http::HeaderValue::from_str(v) {
+            headers.insert(name, value);
+        }
+    }
+    headers
+}
+
+/// Whether `fields` carry a SigV4 signature, which covers `host`: never rewritten.
+pub fn is_signed(fields: &Map<String, Value>) -> bool {
+    fields.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("authorization") && v.as_str().is_some_and(crate::sigv4::is_sigv4)
+    })
+}
+
+/// Replace `host` in `fields`; whether it changed.
+pub fn set_host(fields: &mut Map<String, Value>, host: &str) -> bool {
+    let key = fields
+        .keys()
+        .find(|k| k.eq_ignore_ascii_case("host"))
+        .cloned()
+        .unwrap_or_else(|| "host".into());
+    let changed = fields.get(&key).and_then(Value::as_str) != Some(host);
+    fields.insert(key, Value::String(host.into()));
+    changed
+}
+
+/// Put the (rewritten) auth header back where the client had it.
+pub fn write_back(req: &mut RequestHeader, header: &AuthHeader) -> pingora::Result<()> {
+    let json = Value::Object(header.fields.clone()).to_string();
+    match header.carrier {
+        Carrier::Subprotocol => {
+            let encoded = format!("{SUBPROTOCOL_PREFIX}{}", URL_SAFE_NO_PAD.encode(&json));
+            let joined: Vec<String> = req
+                .headers
+                .get_all(SEC_WEBSOCKET_PROTOCOL)
+                .iter()
+                .flat_map(|v| v.to_str().unwrap_or("").split(','))
+                .map(|p| p.trim())
+                .filter(|p| !p.is_empty())
+                .map(|p| {
+                    if p.starts_with(SUBPROTOCOL_PREFIX) {
+                        encoded.clone()
+                    } else {
+                        p.to_string()
+                    }
+                })
+                .collect();
+            req.insert_header(SEC_WEBSOCKET_PROTOCOL, joined.join(", "))?;
+        }
+        Carrier::Query => {
+            let encoded: String =
+                form_urlencoded::byte_serialize(STANDARD.encode(&json).as_bytes()).collect();
+            let query = req.uri.query().unwrap_or("");
+            let pairs: Vec<String> = query
+                .split('&')
+                .filter(|p| !p.is_empty())
+                .map(|p| match p.split_once('=') {
+                    Some(("header", _)) => format!("header={encoded}"),
+                    _ => p.to_string(),
+                })
+                .collect();
+            let uri = format!("{}?{}", req.uri.path(), pairs.join("&"));
+            let uri = http::Uri::try_from(uri).map_err(|e| {
+                pingora::Error::because(pingora::ErrorType::InvalidHTTPHeader, "realtime uri", e)
+            })?;
+            req.set_uri(uri);
+        }
+    }
+    Ok(())
+}
+
+/// Whether `origin` may open a WebSocket (an empty allow-list allows any).
+pub fn origin_allowed(origin: Option<&str>, allowed: &[String]) -> bool {
+    match origin {
+        None => true,
+        Some(_) if allowed.is_empty() => true,
+        Some(o) => {
+            let o = o.trim_end_matches('/').to_ascii_lowercase();
+            allowed.contains(&o)
+        }
+    }
+}
+
+/// An AppSync real-time `error` message for operation `id`.
+pub fn error_message(id: &str, e: &EdgeError) -> String {
+    serde_json::json!({
+        "type": "error",
+        "id": id,
+        "payload": {"errors": [{
+            "errorType": e.error_type(),
+            "message": e.message,
+            "errorCode": e.status,
+            "extensions": {"code": e.code},
+        }]}
+    })
+    .to_string()
+}
+
+/// A proxied WebSocket: its place in the connection count, and for AppSync real-time what the
+/// handshake carried.
+#[derive(Debug)]
+pub struct Socket {
+    _guard: ConnectionGuard,
+    /// AppSync real-time (the site's `realtime-path`), not a path forwarded as is.
+    pub appsync: bool,
+    /// The auth header to send upstream, when it was rewritten.
+    pub rewritten: Option<AuthHeader>,
+    /// Whether `connection_init` was seen (AppSync).
+    pub initialised: bool,
+    /// A close frame went to the client (stopping): nothing more goes to it.
+    pub closing: bool,
+    client: ClientStream,
+    server: ServerStream,
+}
+
+/// What one chunk from the client becomes.
+pub struct FromClient {
+    /// The bytes for the upstream.
+    pub forward: Bytes,
+    /// Messages for the client (AppSync `error` for a refused `start`).
+    pub replies: Vec<Bytes>,
+    /// `connection_init` was in this chunk.
+    pub initialised: bool,
+}
+
+/// How one client message is handled, decided before the chunk is forwarded.
+enum Decision {
+    Forward,
+    Replace(String),
+    Refuse(String),
+}
+
+impl Socket {
+    /// Decode a chunk from the client: AppSync `start` messages are checked with the site's
+    /// modes (their `extensions.authorization`) and get their `host` rewritten like the
+    /// handshake; everything else passes byte for byte, within the size caps. The decoder stops
+    /// at each complete text message, which waits for its verdict (a check may fetch a token
+    /// issuer's keys).
+    pub async fn client_chunk(
+        &mut self,
+        site: &SiteRuntime,
+        chunk: &[u8],
+    ) -> Result<FromClient, Close> {
+        let mut rest = chunk;
+        let mut out = BytesMut::with_capacity(chunk.len());
+        let mut stats = Stats::default();
+        let mut replies = Vec::new();
+        let mut initialised = false;
+        while let Advance::Text = self.client.advance(&mut rest, &mut out, &mut stats)? {
+            let verdict = match self.client.pending_text() {
+                Some(text) if self.appsync => {
+                    let text = text.to_string();
+                    let (decision, init) = self.decide(site, &text).await;
+                    initialised |= init;
+                    match decision {
+                        Decision::Forward => Verdict::Forward,
+                        Decision::Replace(new) => Verdict::Replace(new),
+                        Decision::Refuse(reply) => {
+                            replies.push(text_frame(&reply, false));
+                            Verdict::Drop
+                        }
+                    }
+                }
+                _ => Verdict::Forward,
+            };
+            self.client.judge(verdict, &mut out)?;
+        }
+        let c = &site.ws;
+        c.messages_in.inc_by(stats.messages);
+        c.bytes_in.inc_by(chunk.len() as u64);
+        self.initialised |= initialised;
+        Ok(FromClient {
+            forward: out.freeze(),
+            replies,
+            initialised,
+        })
+    }
+
+    /// Count a chunk from the upstream.
+    pub fn upstream_chunk(&mut self, site: &SiteRuntime, chunk: &[u8]) {
+        let stats = self.server.feed(chunk);
+        site.ws.messages_out.inc_by(stats.messages);
+        site.ws.bytes_out.inc_by(chunk.len() as u64);
+    }
+
+    async fn decide(&self, site: &SiteRuntime, text: &str) -> (Decision, bool) {
+        let Ok(Value::Object(mut message)) = serde_json::from_str::<Value>(text) else {
+            return (Decision::Forward, false);
+        };
+        match message.get("type").and_then(Value::as_str) {
+            Some("connection_init") => return (Decision::Forward, true),
+            Some("start") => {}
+            _ => return (Decision::Forward, false),
+        }
+        let id = message
+            .get("id")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let authorization = message
+            .get_mut("payload")
+            .and_then(|p| p.get_mut("extensions"))
+            .and_then(|e| e.get_mut("authorization"))
+            .and_then(Value::as_object_mut);
+        if let Some(modes) = &site.auth {
+            let refused = match authorization.as_deref() {
+                None => Some(EdgeError::new(
+                    401,
+                    "AUTHORIZATION_MISSING",
+                    "the start message carries no extensions.authorization",
+                )),
+                Some(fields) => {
+                    match check_headers(&as_headers(fields), &site.config.name, modes).await {
+                        Outcome::Accepted(_) | Outcome::Authorizer { .. } => None,
+                        Outcome::Rejected(e) => Some(e),
+                    }
+                }
+            };
+            if let Some(e) = refused {
+                metrics::get()
+                    .websocket_rejections
+                    .with_label_values(&[&site.config.name, "start_auth"])
+                    .inc();
+                return (Decision::Refuse(error_message(&id, &e)), false);
+            }
+        }
+        site.ws.subscriptions.inc();
+        let authorization = message
+            .get_mut("payload")
+            .and_then(|p| p.get_mut("extensions"))
+            .and_then(|e| e.get_mut("authorization"))
+            .and_then(Value::as_object_mut);
+        let rewrite = site.config.websocket.rewrite_host;
+        match authorization {
+            Some(fields) if rewrite && !is_signed(fields) => {
+                if set_host(fields, &site.config.upstream.host_header) {
+                    (Decision::Replace(Value::Object(message).to_string()), false)
+                } else {
+                    (Decision::Forward, false)
+                }
+            }
+            _ => (Decision::Forward, false),
+        }
+    }
+
+    /// A close frame for the client (server frames are not masked).
+    pub fn close_for_client(&mut self, code: u16, reason: &str) -> Bytes {
+        self.closing = true;
+        close_frame(code, reason, false)
+    }
+}
+
+/// The handshake checks, before anything goes upstream: Origin, connection limits, and for
+/// AppSync real-time the site's auth modes on the auth header (rewriting its `host` when the
+/// site says so).
+pub async fn open(
+    req: &RequestHeader,
+    client: Option<IpAddr>,
+    site: &SiteRuntime,
+    appsync: bool,
+) -> Result<Socket, Refusal> {
+    let policy = &site.config.websocket;
+    let origin = req
+        .headers
+        .get(http::header::ORIGIN)
+        .and_then(|o| o.to_str().ok());
+    if !origin_allowed(origin, &policy.allowed_origins) {
+        return Err((
+            "origin",
+            EdgeError::new(
+                403,
+                "ORIGIN_NOT_ALLOWED",
+                "WebSockets from this origin are not allowed",
+            ),
+        ));
+    }
+    let mut header = if appsync {
+        auth_header(req).map_err(|e| ("bad_header", e))?
+    } else {
+        None
+    };
+    if let (true, Some(modes)) = (appsync, &site.auth) {
+        let Some(h) = &header else {
+            return Err((
+                "auth",
+                EdgeError::new(
+                    401,
+                    "AUTHORIZATION_MISSING",
+                    "the real-time handshake carries no auth header (`header` parameter or `header-` subprotocol)",
+                ),
+            ));
+        };
+        match check_headers(&as_headers(&h.fields), &site.config.name, modes).await {
+            Outcome::Accepted(_) | Outcome::Authorizer { .. } => {}
+            Outcome::Rejected(e) => return Err(("auth", e)),
+        }
+    }
+    let rewritten = match &mut header {
+        Some(h) if policy.rewrite_host && !is_signed(&h.fields) => {
+            set_host(&mut h.fields, &site.config.upstream.host_header).then(|| h.clone())
+        }
+        _ => None,
+    };
+    let guard = site.websockets.open(client, policy)?;
+    let limits = Limits {
+        max_frame: policy.max_frame,
+        max_message: policy.max_message,
+    };
+    Ok(Socket {
+        _guard: guard,
+        appsync,
+        rewritten,
+        initialised: !appsync,
+        closing: false,
+        client: ClientStream::new(limits),
+        server: ServerStream::new(),
+    })
+}
+
+/// The open WebSockets of a site, in all and by client address.
+#[derive(Debug, Default)]
+pub struct Connections {
+    by_client: Mutex<(usize, HashMap<IpAddr, usize>)>,
+}
+
+/// Why a WebSocket was refused at the handshake (the `reason` label).
+pub type Refusal = (&'static str, EdgeError);
+
+impl Connections {
+    /// Count one more connection from `client`, within the site's limits.
+    pub fn open(
+        self: &Arc<Self>,
+        client: Option<IpAddr>,
+        policy: &WebSocketPolicy,
+    ) -> Result<ConnectionGuard, Refusal> {
+        let mut g = self.by_client.lock().expect("connections lock");
+        if g.0 >= policy.max_connections {
+            return Err((
+                "site_limit",
+                EdgeError::new(
+                    429,
+                    "TOO_MANY_CONNECTIONS",
+                    "this API has as many WebSocket connections open as it allows",
+                ),
+            ));
+        }
+        if let Some(ip) = client {
+            let n = g.1.entry(ip).or_insert(0);
+            if *n >= policy.max_connections_per_client {
+                return Err((
+                    "client_limit",
+                    EdgeError::new(
+                        429,
+                        "TOO_MANY_CONNECTIONS",
+                        "too many WebSocket connections from this address",
+                    ),
+                ));
+            }
+            *n += 1;
+        }
+        g.0 += 1;
+        Ok(ConnectionGuard {
+            connections: self.clone(),
+            client,
+        })
+    }
+
+    pub fn open_count(&self) -> usize {
+        self.by_client.lock().expect("connections lock").0
+    }
+}
+
+/// One counted connection; uncounted when dropped (with the request context).
+#[derive(Debug)]
+pub struct ConnectionGuard {
+    connections: Arc<Connections>,
+    client: Option<IpAddr>,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        let mut g = self.connections.by_client.lock().expect("connections lock");
+        g.0 -= 1;
+        if let Some(ip) = self.client {
+            if let Some(n) = g.1.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    g.1.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(uri: &str, protocols: Option<&str>) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", uri.as_bytes(), None).unwrap();
+        if let Some(p) = protocols {
+            r.insert_header(SEC_WEBSOCKET_PROTOCOL, p).unwrap();
+        }
+        r
+    }
+
+    const JSON: &str = r#"{"host":"api.example.com","x-api-key":"da2-~~~~"}"#;
+
+    #[test]
+    fn the_query_parameter_is_read_with_raw_or_encoded_base64() {
+        let b64 = STANDARD.encode(JSON);
+        assert!(b64.contains('+') && b64.contains('='));
+        let encoded: String = form_urlencoded::byte_serialize(b64.as_bytes()).collect();
+        for q in [b64.clone(), encoded] {
+            let r = request(&format!("/graphql/realtime?header={q}&payload=e30="), None);
+            let h = auth_header(&r).unwrap().unwrap();
+            assert_eq!(h.carrier, Carrier::Query);
+            assert_eq!(h.fields["x-api-key"], "da2-~~~~");
+        }
+    }
+
+    #[test]
+    fn the_subprotocol_wins_and_is_written_back_in_place() {
+        let proto = format!("graphql-ws, header-{}", URL_SAFE_NO_PAD.encode(JSON));
+        let mut r = request("/graphql/realtime", Some(&proto));
+        let mut h = auth_header(&r).unwrap().unwrap();
+        assert_eq!(h.carrier, Carrier::Subprotocol);
+        assert!(set_host(
+            &mut h.fields,
+            "abc.appsync-api.eu-west-1.amazonaws.com"
+        ));
+        write_back(&mut r, &h).unwrap();
+        let back = auth_header(&r).unwrap().unwrap();
+        assert_eq!(
+            back.fields["host"],
+            "abc.appsync-api.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(back.fields["x-api-key"], "da2-~~~~");
+        let sent = r.headers[SEC_WEBSOCKET_PROTOCOL].to_str().unwrap();
+        assert!(sent.starts_with("graphql-ws, header-"), "{sent}");
+    }
+
+    #[test]
+    fn the_query_is_rewritten_keeping_other_parameters() {
+        let q = STANDARD.encode(JSON);
+        let mut r = request(&format!("/graphql/realtime?header={q}&payload=e30="), None);
+        let mut h = auth_header(&r).unwrap().unwrap();
+        set_host(&mut h.fields, "up.test");
+        write_back(&mut r, &h).unwrap();
+        assert!(r.uri.query().unwrap().ends_with("&payload=e30="));
+        assert_eq!(auth_header(&r).unwrap().unwrap().fields["host"], "up.test");
+    }
+
+    #[test]
+    fn broken_headers_are_refused_with_a_code() {
+        for uri in [
+            "/r?header=!!!",
+            "/r?header=WzFd", // [1]: not an object
+        ] {
+            let e = auth_header(&request(uri, None)).unwrap_err();
+            assert_eq!((e.status, e.code), (400, "REALTIME_BAD_HEADER"));
+        }
+        assert_eq!(
+            auth_header(&request("/r?payload=e30=", None)).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn connections_are_limited_per_site_and_client() {
+        let policy = WebSocketPolicy {
+            rewrite_host: false,
+            allowed_origins: vec![],
+            paths: vec![],
+            max_connections: 3,
+            max_connections_per_client: 2,
+            max_frame: 1024,
+            max_message: 1024,
+            connection_init_timeout: std::time::Duration::from_secs(1),
+            idle_timeout: std::time::Duration::from_secs(1),
+        };
+        let c = Arc::new(Connections::default());
+        let (a, b) = (
+            Some("10.0.0.1".parse().unwrap()),
+            Some("10.0.0.2".parse().unwrap()),
+        );
+        let a1 = c.open(a, &policy).unwrap();
+        let _a2 = c.open(a, &policy).unwrap();
+        assert_eq!(c.open(a, &policy).unwrap_err().0, "client_limit");
+        let _b1 = c.open(b, &policy).unwrap();
+        assert_eq!(c.open(b, &policy).unwrap_err().0, "site_limit");
+        drop(a1);
+        assert_eq!(c.open_count(), 2);
+        let _a3 = c.open(a, &policy).unwrap();
+    }
+
+    #[test]
+    fn signed_headers_are_recognised_and_origins_checked() {
+        let mut m = Map::new();
+        m.insert(
+            "Authorization".into(),
+            "AWS4-HMAC-SHA256 Credential=x".into(),
+        );
+        assert!(is_signed(&m));
+        let allowed = vec!["https://app.example.com".to_string()];
+        assert!(origin_allowed(None, &allowed));
+        assert!(origin_allowed(Some("https://APP.example.com/"), &allowed));
+        assert!(!origin_allowed(Some("https://evil.test"), &allowed));
+        assert!(origin_allowed(Some("https://evil.test"), &[]));
+    }
+}
