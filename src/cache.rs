@@ -5,6 +5,7 @@ pub mod fill;
 pub mod key;
 pub mod policy;
 pub mod refresh;
+pub mod tags;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -47,6 +48,10 @@ pub struct Entry {
     pub refresh: Option<Arc<refresh::RefreshRequest>>,
     /// Site index (for purges and metrics).
     pub site: usize,
+    /// What the response answers (`tags`), for purges.
+    pub tags: Vec<tags::Tag>,
+    /// Soft-purged: served as if past its TTL (stale-while-revalidate applies).
+    pub purged: std::sync::atomic::AtomicBool,
 }
 
 /// How fresh an entry is now.
@@ -61,7 +66,10 @@ pub enum Freshness {
 
 impl Entry {
     pub fn freshness(&self, now: Instant) -> Freshness {
-        let age = now.saturating_duration_since(self.stored);
+        let mut age = now.saturating_duration_since(self.stored);
+        if self.purged.load(std::sync::atomic::Ordering::Relaxed) {
+            age = age.max(self.ttl);
+        }
         if age < self.ttl {
             Freshness::Fresh
         } else if age < self.ttl + self.swr {
@@ -275,6 +283,8 @@ impl ResponseCache {
                 stale_if_error: Duration::ZERO,
                 refresh: None,
                 site: 0,
+                tags: Vec::new(),
+                purged: Default::default(),
             },
         );
     }

@@ -75,6 +75,13 @@ pub struct RequestCtx {
     socket: Option<realtime::Socket>,
     /// The path of a WebSocket forwarded as is (`websocket.paths`).
     ws_path: Option<String>,
+    /// The request body the upstream gets instead of the client's (the edge rewrote the
+    /// request: a persisted query expanded, `__typename` added for cache tags).
+    upstream_body: Option<bytes::Bytes>,
+    /// The query string the upstream gets instead of the client's (GET).
+    upstream_query: Option<String>,
+    /// Whether this upstream attempt already sent `upstream_body`.
+    body_replaced: bool,
 }
 
 /// Connection attempts per request when the upstream's name has several addresses.
@@ -177,6 +184,9 @@ impl ProxyHttp for Edge {
             realtime: false,
             socket: None,
             ws_path: None,
+            upstream_body: None,
+            upstream_query: None,
+            body_replaced: false,
             upstream_sent: None,
             failure: None,
             rejected: None,
@@ -429,11 +439,25 @@ impl ProxyHttp for Edge {
                 realtime::write_back(upstream_request, header)?;
             }
         }
+        if let Some(new) = &ctx.upstream_body {
+            ctx.body_replaced = false;
+            upstream_request.remove_header(&http::header::TRANSFER_ENCODING);
+            upstream_request.insert_header(http::header::CONTENT_LENGTH, new.len().to_string())?;
+        }
+        if let Some(q) = &ctx.upstream_query {
+            let uri = format!("{}?{q}", upstream_request.uri.path());
+            let uri = http::Uri::try_from(uri).map_err(|e| {
+                Error::because(ErrorType::InvalidHTTPHeader, "upstream query", e)
+            })?;
+            upstream_request.set_uri(uri);
+        }
         if let (Some(signing), false) = (&site.config.upstream_signing, ctx.realtime) {
-            let body = session
-                .as_downstream()
-                .get_retry_buffer()
-                .unwrap_or_default();
+            let body = ctx.upstream_body.clone().unwrap_or_else(|| {
+                session
+                    .as_downstream()
+                    .get_retry_buffer()
+                    .unwrap_or_default()
+            });
             crate::sigv4::sign_upstream(upstream_request, &body, signing, SystemTime::now())
                 .map_err(|e| Error::explain(ErrorType::InternalError, e))?;
         }
@@ -544,6 +568,15 @@ impl ProxyHttp for Edge {
         _end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
+        if let Some(new) = &ctx.upstream_body {
+            // The whole body was read at the edge; the upstream gets the rewritten one in
+            // place of the first chunk, and nothing after it.
+            if body.is_some() {
+                *body = (!ctx.body_replaced).then(|| new.clone());
+                ctx.body_replaced = true;
+            }
+            return Ok(());
+        }
         let (Some(socket), Some(site)) = (ctx.socket.as_mut(), ctx.site.as_ref()) else {
             return Ok(());
         };

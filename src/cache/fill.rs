@@ -48,6 +48,7 @@ pub fn entry(
     headers: &http::HeaderMap,
     body: Bytes,
     refresh: Option<Arc<RefreshRequest>>,
+    tags: Vec<super::tags::Tag>,
 ) -> Result<Entry, &'static str> {
     if body.len() > policy.max_entry_size {
         return Err("body-size");
@@ -96,5 +97,7 @@ pub fn entry(
         stale_if_error: policy.stale_if_error,
         refresh,
         site,
+        tags,
+        purged: Default::default(),
     })
 }

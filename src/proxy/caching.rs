@@ -179,6 +179,7 @@ fn refresh_in_background(
                         &headers,
                         body,
                         Some(req),
+                        Vec::new(),
                     )
                 })
                 .map(|entry| cache.insert(plan.key, entry))
@@ -307,6 +308,7 @@ pub fn upstream_body(
         &headers,
         buf.freeze(),
         refresh,
+        Vec::new(),
     )
     .map(|entry| cache.insert(state.plan.key, entry));
     // Waiters look again now.
