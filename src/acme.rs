@@ -27,6 +27,9 @@ use crate::tls::{CertStore, LoadedCert};
 
 /// Longest sleep between two looks at a certificate: renewal windows move and clocks jump.
 const RECHECK: Duration = Duration::from_secs(6 * 3600);
+/// Orders placed again at once after the CA kept refusing nonces, before that counts as a
+/// failure.
+const MAX_NONCE_RETRIES: u32 = 5;
 /// The least a CA that answered "rate limited" without a date is left alone.
 const RATE_LIMIT_PAUSE: Duration = Duration::from_secs(3600);
 
@@ -61,6 +64,11 @@ enum Failure {
         detail: String,
         rate_limited: bool,
     },
+    /// The CA kept refusing nonces (instant-acme retries three times): transient, the order
+    /// is placed again at once.
+    BadNonce {
+        detail: String,
+    },
 }
 
 impl Failure {
@@ -73,15 +81,25 @@ impl Failure {
 
     fn detail(&self) -> &str {
         match self {
-            Self::Challenge { detail, .. } | Self::Other { detail, .. } => detail,
+            Self::Challenge { detail, .. }
+            | Self::Other { detail, .. }
+            | Self::BadNonce { detail } => detail,
         }
     }
 }
 
 impl From<instant_acme::Error> for Failure {
     fn from(e: instant_acme::Error) -> Self {
-        let rate_limited = matches!(&e, instant_acme::Error::Api(p)
-            if p.r#type.as_deref() == Some("urn:ietf:params:acme:error:rateLimited"));
+        let kind = match &e {
+            instant_acme::Error::Api(p) => p.r#type.as_deref(),
+            _ => None,
+        };
+        if kind == Some("urn:ietf:params:acme:error:badNonce") {
+            return Self::BadNonce {
+                detail: e.to_string(),
+            };
+        }
+        let rate_limited = kind == Some("urn:ietf:params:acme:error:rateLimited");
         Self::Other {
             detail: e.to_string(),
             rate_limited,
@@ -225,6 +243,7 @@ impl Manager {
         let acme = &self.config.acme;
         let mut failures = 0u32;
         let mut next_kind = 0usize;
+        let mut nonce_retries = 0u32;
         loop {
             let now = self.clock.now();
             let current = self.certs.current(i).and_then(|c| leaf(&c));
@@ -257,12 +276,19 @@ impl Manager {
                     tracing::info!(site = %site.name, challenge = kind.name(), took = ?started.elapsed(), "acme: certificate issued and installed");
                     failures = 0;
                     next_kind = 0;
+                    nonce_retries = 0;
                     self.set_status(i, |s| {
                         s.failures = 0;
                         s.last_error = None;
                     });
                 }
+                Err(Failure::BadNonce { detail }) if nonce_retries < MAX_NONCE_RETRIES => {
+                    nonce_retries += 1;
+                    tracing::info!(site = %site.name, error = %detail, "acme: the CA refused nonces repeatedly; ordering again");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
                 Err(failure) => {
+                    nonce_retries = 0;
                     metrics::get()
                         .acme_orders
                         .with_label_values(&[&site.name, "failed"])
