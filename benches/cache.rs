@@ -1,5 +1,6 @@
 //! The cache's hot paths: normalize + key a 2 KB operation with variables (the work of a first
-//! request), the raw-request hash that lets repeated requests skip it, and a hit lookup.
+//! request), the raw-request hash that lets repeated requests skip it, a hit lookup, and the
+//! tagging of a 10 KB response.
 //!
 //!   cargo bench --bench cache
 //!
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use graphfront::cache::key::{digest, document_key, raw_key, response_key};
-use graphfront::cache::{Analysed, Lookup, ResponseCache};
+use graphfront::cache::{tags, Analysed, Lookup, ResponseCache};
 use graphfront::config::cache::Scope;
 use graphfront::graphql::{analyze_normalized, GraphqlRequest};
 
@@ -103,5 +104,34 @@ fn bench(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench);
+/// Tagging a 10 KB response: read the types and entities, remove the `__typename`s the
+/// client did not ask for, write it again (what the edge does to each cached miss).
+fn tagging(c: &mut Criterion) {
+    let query = "query Feed { listPosts { id title author { id name } comments { id text } } }";
+    let typed = tags::prepare(query, None).expect("a valid document");
+    let mut posts = Vec::new();
+    let mut i = 0;
+    loop {
+        posts.push(serde_json::json!({
+            "__typename": "Post", "id": i.to_string(), "title": format!("Post number {i}"),
+            "author": {"__typename": "User", "id": (i % 7).to_string(), "name": "Alice"},
+            "comments": [{"__typename": "Comment", "id": format!("c{i}"), "text": "Nice one"}],
+        }));
+        i += 1;
+        let body = serde_json::json!({"data": {"listPosts": posts}}).to_string();
+        if body.len() >= 10 * 1024 {
+            break;
+        }
+    }
+    let body = serde_json::json!({"data": {"listPosts": posts}}).to_string();
+    let key_fields = std::collections::HashMap::new();
+    c.bench_function("tag_and_strip/10KB", |b| {
+        b.iter(|| tags::process(black_box(body.as_bytes()), &typed, None, &key_fields).unwrap())
+    });
+    c.bench_function("prepare_document/typename_injection", |b| {
+        b.iter(|| tags::prepare(black_box(query), None).unwrap())
+    });
+}
+
+criterion_group!(benches, bench, tagging);
 criterion_main!(benches);

@@ -1,5 +1,7 @@
 //! The admin listener (loopback by default): `/metrics`, `/healthz`, `/readyz`, and the admin API
-//! (`POST /admin/certificates/reload`).
+//! (`POST /admin/certificates/reload`, `POST /admin/purge`).
+
+mod purge;
 
 use std::sync::Arc;
 
@@ -109,6 +111,13 @@ impl ServeHttp for AdminApp {
             ("GET", "/readyz") => self.readiness(),
             ("GET", "/admin/certificates") => self.certificates(),
             ("POST", "/admin/certificates/reload") => self.reload_certificates(),
+            ("POST", "/admin/purge") => purge::handle(&self.config, &self.cache, session).await,
+            (_, "/admin/purge") => {
+                let mut r = json(405, serde_json::json!({"error": "use POST"}));
+                r.headers_mut()
+                    .insert(http::header::ALLOW, http::HeaderValue::from_static("POST"));
+                r
+            }
             _ => json(404, serde_json::json!({"error": "not found"})),
         }
     }

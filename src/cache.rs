@@ -4,6 +4,7 @@
 pub mod fill;
 pub mod key;
 pub mod policy;
+pub mod purge;
 pub mod refresh;
 pub mod tags;
 
@@ -19,6 +20,7 @@ use pingora::http::ResponseHeader;
 use tokio::sync::watch;
 
 pub use key::{CacheKey, RequestPlan};
+pub use purge::{Purge, PurgeKind};
 
 use crate::graphql::{Complexity, Operation};
 
@@ -94,7 +96,9 @@ impl Entry {
             .iter()
             .map(|(k, v)| k.as_str().len() + v.len() + 32)
             .sum();
-        (self.body.len() + headers + 256).min(u32::MAX as usize) as u32
+        // Each tag is held here and, with the key, in the tag index.
+        let tags: usize = self.tags.iter().map(|t| t.len() + 64).sum();
+        (self.body.len() + headers + tags + 256).min(u32::MAX as usize) as u32
     }
 }
 
@@ -147,6 +151,11 @@ pub struct ResponseCache {
     plans: Cache<[u8; 32], Arc<RequestPlan>, DigestState>,
     documents: Cache<[u8; 32], Arc<Analysed>, DigestState>,
     inflight: Mutex<HashMap<CacheKey, watch::Receiver<()>>>,
+    /// Tag → keys, for purges by tag.
+    index: purge::SharedIndex,
+    /// Counts purges: a response fetched while one happened is not stored (it may hold what
+    /// the purge removed).
+    purges: std::sync::atomic::AtomicU64,
 }
 
 /// A miss that leads: others asking for the same key wait until it is dropped.
@@ -174,13 +183,20 @@ pub enum Lookup {
 
 impl ResponseCache {
     pub fn new(max_bytes: u64) -> Self {
+        let index = purge::SharedIndex::default();
+        let listener_index = index.clone();
         let entries = Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|_k: &CacheKey, v: &Arc<Entry>| v.weight())
             .expire_after(EntryExpiry)
-            .eviction_listener(|_k, _v, cause| {
+            // Called once for every stored value that leaves: expired, evicted, removed or
+            // replaced (with the old value).
+            .eviction_listener(move |k: Arc<CacheKey>, v: Arc<Entry>, cause| {
                 if cause == RemovalCause::Size {
                     metrics::get().cache_evictions.inc();
+                }
+                if !v.tags.is_empty() {
+                    purge::lock(&listener_index).remove(&k, &v.tags);
                 }
             })
             .build_with_hasher(DigestState::default());
@@ -200,6 +216,8 @@ impl ResponseCache {
             plans,
             documents,
             inflight: Mutex::new(HashMap::new()),
+            purges: std::sync::atomic::AtomicU64::new(0),
+            index,
         }
     }
 
@@ -262,7 +280,30 @@ impl ResponseCache {
         }
     }
 
+    /// The purge count, read when a fetch starts.
+    pub fn purge_generation(&self) -> u64 {
+        self.purges.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Store `entry` unless a purge happened since `generation` was read.
+    pub fn insert_unless_purged(
+        &self,
+        key: CacheKey,
+        entry: Entry,
+        generation: u64,
+    ) -> Result<(), &'static str> {
+        if self.purge_generation() != generation {
+            return Err("purged");
+        }
+        self.insert(key, entry);
+        Ok(())
+    }
+
     pub fn insert(&self, key: CacheKey, entry: Entry) {
+        // Indexed before it is stored, so that its removal is reported after.
+        if !entry.tags.is_empty() {
+            purge::lock(&self.index).add(&key, &entry.tags);
+        }
         self.entries.insert(key, Arc::new(entry));
     }
 

@@ -1,6 +1,8 @@
 //! Configuration: the TOML file (`config/file.rs`) validated into the runtime types the rest of
 //! graphfront uses. Every error names the key path and the line; no error echoes a secret.
 
+pub mod admin;
+pub mod apq;
 pub mod auth;
 pub mod cache;
 pub mod cors;
@@ -80,6 +82,8 @@ pub struct Config {
     /// How certificates of `tls = "acme"` sites are obtained.
     pub acme: Arc<Acme>,
     pub sites: Vec<Arc<Site>>,
+    /// The admin API's token (`[admin]`).
+    pub admin_api: admin::Admin,
 }
 
 /// The ACME settings shared by every `tls = "acme"` site.
@@ -150,6 +154,7 @@ pub struct Site {
     pub csrf_required_headers: Vec<http::HeaderName>,
     pub auth: Option<auth::Auth>,
     pub upstream_signing: Option<auth::Signing>,
+    pub apq: apq::Apq,
 }
 
 /// An upstream URL taken apart.
@@ -360,6 +365,7 @@ impl Validator<'_> {
             cache_max_size: f.cache.max_size.as_u64(),
             acme: Arc::new(acme),
             sites,
+            admin_api: self.admin(&f.admin),
         }
     }
 
@@ -681,6 +687,7 @@ impl Validator<'_> {
             csrf_required_headers,
             auth,
             upstream_signing,
+            apq: self.apq(at.key("apq"), &s.apq),
         })
     }
 

@@ -50,6 +50,8 @@ pub struct Metrics {
     pub cache_evictions: IntCounter,
     pub cache_coalesced: IntCounter,
     pub cache_refreshes: IntCounterVec,
+    pub cache_purges: IntCounterVec,
+    pub cache_purged_entries: IntCounterVec,
     pub auth_decisions: IntCounterVec,
     pub jwks_fetches: IntCounterVec,
     pub authorizer_requests: IntCounterVec,
@@ -60,6 +62,7 @@ pub struct Metrics {
     pub websocket_bytes: IntCounterVec,
     pub websocket_subscriptions: IntCounterVec,
     pub websocket_rejections: IntCounterVec,
+    pub apq_requests: IntCounterVec,
 }
 
 static METRICS: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(Metrics::register);
@@ -188,6 +191,16 @@ impl Metrics {
                     "Background refreshes of stale entries, by site and result (stored, refused, failed).",
                     &["site", "result"]
                 )?,
+                cache_purges: register_int_counter_vec!(
+                    "graphfront_cache_purges_total",
+                    "Cache purges, by kind (all, site, operation, field, type, entity: the admin API; mutation: invalidation by a mutation) and mode (hard: removed, soft: served stale until refreshed).",
+                    &["kind", "mode"]
+                )?,
+                cache_purged_entries: register_int_counter_vec!(
+                    "graphfront_cache_purged_entries_total",
+                    "Cached responses purged, by kind of purge (all, site, operation, field, type, entity, mutation).",
+                    &["kind"]
+                )?,
                 auth_decisions: register_int_counter_vec!(
                     "graphfront_auth_decisions_total",
                     "Auth decisions at the edge, by site, mode, outcome (accepted, rejected) and reason (a stable code).",
@@ -237,6 +250,11 @@ impl Metrics {
                     "WebSockets refused or closed by the edge, by site and reason (origin, site_limit, client_limit, auth, start_auth, bad_header, too_big, protocol, init_timeout).",
                     &["site", "reason"]
                 )?,
+                apq_requests: register_int_counter_vec!(
+                    "graphfront_apq_requests_total",
+                    "Requests carrying an automatic persisted query hash, by site and outcome (hit: expanded from the store, miss: answered PersistedQueryNotFound, registered: the query was verified and stored, mismatch: the query did not match its hash).",
+                    &["site", "outcome"]
+                )?,
             })
         };
         let metrics = m().expect("metric names are unique and registered once");
@@ -249,6 +267,12 @@ impl Metrics {
         }
         for kind in ["http-01", "tls-alpn-01", "dns-01"] {
             metrics.acme_challenge_failures.with_label_values(&[kind]);
+        }
+        for kind in crate::cache::PurgeKind::EVERY.map(|k| k.label()) {
+            metrics.cache_purged_entries.with_label_values(&[kind]);
+            for mode in ["hard", "soft"] {
+                metrics.cache_purges.with_label_values(&[kind, mode]);
+            }
         }
         metrics
     }

@@ -11,6 +11,7 @@
 
 mod access;
 mod analyse;
+mod apq;
 pub mod auth;
 mod authorizer;
 mod caching;
@@ -20,6 +21,7 @@ pub mod jwt;
 mod realtime;
 pub mod respond;
 mod site;
+mod tagging;
 pub mod websocket;
 
 use std::sync::Arc;
@@ -48,6 +50,8 @@ pub struct Edge {
     table: SiteTable,
     access_log: bool,
     cache: Arc<ResponseCache>,
+    /// Automatic persisted queries, per site.
+    apq: apq::Store,
 }
 
 /// Per-request state shared by the phases.
@@ -82,6 +86,16 @@ pub struct RequestCtx {
     upstream_query: Option<String>,
     /// Whether this upstream attempt already sent `upstream_body`.
     body_replaced: bool,
+    /// The upstream got `__typename`s for tagging: how to strip them from the response.
+    typed: Option<Arc<crate::cache::tags::Typed>>,
+    /// The response being collected to be tagged and stripped.
+    rewrite: Option<bytes::BytesMut>,
+    /// Tags of the cache entry being filled.
+    entry_tags: Vec<crate::cache::tags::Tag>,
+    /// A mutation's root fields (its response purges what it changed).
+    mutation_fields: Vec<String>,
+    /// The request's variables, when root field arguments may name entities.
+    variables: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// Connection attempts per request when the upstream's name has several addresses.
@@ -107,6 +121,7 @@ impl Edge {
             table: SiteTable::new(config.sites.iter().map(|s| s.as_ref())),
             access_log: config.access_log,
             cache,
+            apq: apq::Store::new(&config.sites),
         })
     }
 
@@ -187,6 +202,11 @@ impl ProxyHttp for Edge {
             upstream_body: None,
             upstream_query: None,
             body_replaced: false,
+            typed: None,
+            rewrite: None,
+            entry_tags: Vec::new(),
+            mutation_fields: Vec::new(),
+            variables: None,
             upstream_sent: None,
             failure: None,
             rejected: None,
@@ -316,6 +336,10 @@ impl ProxyHttp for Edge {
             }
             Err(e) => return self.reject(session, ctx, e).await,
         };
+        // Automatic persisted queries (proxy/apq.rs): from here on `bytes` is the full request.
+        let Some(bytes) = apq::expand(self, session, ctx, &site, bytes, is_get).await? else {
+            return Ok(true);
+        };
         let principal = ctx.principal.as_deref();
         let plan =
             analyse::plan(&self.cache, &site, session, principal, &bytes, is_get).and_then(|p| {
@@ -352,7 +376,13 @@ impl ProxyHttp for Edge {
             caching::bypass(&site, ctx, "unverified-auth");
             return Ok(false);
         }
-        caching::lookup(&self.cache, &site, session, ctx, &plan, bytes).await
+        let served =
+            caching::lookup(&self.cache, &site, session, ctx, &plan, bytes.clone()).await?;
+        if !served {
+            tagging::prepare_upstream(ctx, &plan, &bytes, is_get);
+            caching::sent_upstream(ctx);
+        }
+        Ok(served)
     }
 
     async fn upstream_peer(
@@ -446,9 +476,8 @@ impl ProxyHttp for Edge {
         }
         if let Some(q) = &ctx.upstream_query {
             let uri = format!("{}?{q}", upstream_request.uri.path());
-            let uri = http::Uri::try_from(uri).map_err(|e| {
-                Error::because(ErrorType::InvalidHTTPHeader, "upstream query", e)
-            })?;
+            let uri = http::Uri::try_from(uri)
+                .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "upstream query", e))?;
             upstream_request.set_uri(uri);
         }
         if let (Some(signing), false) = (&site.config.upstream_signing, ctx.realtime) {
@@ -468,13 +497,14 @@ impl ProxyHttp for Edge {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         upstream_response: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         if let (Some(site), Some(sent)) = (&ctx.site, ctx.upstream_sent) {
             site.upstream_seconds.observe(sent.elapsed().as_secs_f64());
         }
+        tagging::response_header(session, ctx, upstream_response);
         caching::upstream_response(ctx, upstream_response)
     }
 
@@ -485,6 +515,9 @@ impl ProxyHttp for Edge {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<Option<std::time::Duration>> {
+        if let Some(site) = ctx.site.clone() {
+            tagging::response_body(&self.cache, &site, ctx, body, end_of_stream);
+        }
         caching::upstream_body(&self.cache, session, ctx, body, end_of_stream);
         Ok(None)
     }

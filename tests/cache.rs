@@ -232,7 +232,12 @@ ttl = "1s"
 
 #[tokio::test]
 async fn stale_while_revalidate_serves_stale_once_then_fresh() {
-    let s = setup("default-ttl = \"1s\"\nstale-while-revalidate = \"60s\"", "").await;
+    // The mutation below would purge the entry (invalidation by entity): not here.
+    let s = setup(
+        "default-ttl = \"1s\"\nstale-while-revalidate = \"60s\"\ninvalidate = \"none\"",
+        "",
+    )
+    .await;
     let q = "{ getPost(id: \"1\") { id title version } }";
     assert_eq!(s.query(q).await.x_cache, "MISS");
     // Change the post upstream (through the edge: mutations pass).

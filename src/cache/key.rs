@@ -16,8 +16,12 @@ pub type CacheKey = [u8; 32];
 #[derive(Debug, Clone)]
 pub struct RequestPlan {
     pub kind: OperationKind,
+    pub operation_name: Option<String>,
     pub root_fields: Vec<String>,
     pub decision: Decision,
+    /// The document with `__typename`s for tagging (cached queries, and mutations where the
+    /// site caches).
+    pub typed: Option<std::sync::Arc<super::tags::Typed>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,11 +99,10 @@ pub fn response_key(
     h.update(b"graphfront response v1\0");
     h.update(&(site as u64).to_le_bytes());
     h.update(normalized);
-    // serde_json's Map is ordered by key, so this is canonical at every depth.
-    let vars = match variables {
-        Some(v) if !v.is_empty() => serde_json::to_string(v).unwrap_or_default(),
-        _ => String::new(),
-    };
+    let mut vars = String::new();
+    if let Some(v) = variables.filter(|v| !v.is_empty()) {
+        canonical_object(v, &mut vars);
+    }
     h.update(&(vars.len() as u64).to_le_bytes());
     h.update(vars.as_bytes());
     match (scope, principal) {
@@ -112,6 +115,39 @@ pub fn response_key(
         }
     }
     *h.finalize().as_bytes()
+}
+
+/// JSON with object keys sorted at every depth (serde_json keeps insertion order here).
+fn canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(m) => canonical_object(m, out),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical(item, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+fn canonical_object(m: &Map<String, Value>, out: &mut String) {
+    let mut keys: Vec<&String> = m.keys().collect();
+    keys.sort_unstable();
+    out.push('{');
+    for (i, k) in keys.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&Value::String(k.clone()).to_string());
+        out.push(':');
+        canonical(&m[k], out);
+    }
+    out.push('}');
 }
 
 #[cfg(test)]

@@ -16,6 +16,10 @@ pub struct RefreshRequest {
     pub path_and_query: String,
     pub headers: http::HeaderMap,
     pub body: Bytes,
+    /// How to strip the refreshed response (the body carries the `__typename`s to tag).
+    pub typed: Option<std::sync::Arc<super::tags::Typed>>,
+    /// The entry's own tags (operation, root fields).
+    pub tags: Vec<super::tags::Tag>,
 }
 
 /// Request headers an upstream answer may depend on; only these are replayed.

@@ -22,3 +22,437 @@ pub fn type_name(name: &str) -> Tag {
 pub fn entity(type_name: &str, id: &str) -> Tag {
     format!("entity:{type_name}:{id}").into()
 }
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::LazyLock;
+
+use graphql_parser::query::{
+    parse_query, Definition, Document, Field, OperationDefinition, Selection, SelectionSet,
+};
+use serde_json::Value;
+
+/// Where the client asked for `__typename`, by response key, from the root of `data`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Shape {
+    typename: bool,
+    children: HashMap<String, Shape>,
+}
+
+/// A document prepared for tagging: the text the upstream gets (`__typename` in every nested
+/// selection set), and the shape the client asked for.
+#[derive(Debug)]
+pub struct Typed {
+    /// The rewritten document; `None` when the client's already asks for every `__typename`.
+    pub query: Option<String>,
+    pub shape: Shape,
+    /// Root fields' scalar arguments (`getPost(id: $id)`): an object a root field returns
+    /// without its key fields is still the entity its arguments name.
+    pub root_args: Vec<RootArg>,
+}
+
+/// One root field's arguments, by response key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootArg {
+    pub key: String,
+    pub args: Vec<(String, ArgValue)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ArgValue {
+    Literal(String),
+    Variable(String),
+}
+
+/// Fragment spreads are followed this deep (cycles are refused by the limits anyway).
+const MAX_SPREAD_DEPTH: usize = 32;
+
+/// Typed documents by document key (query text and operation name digest).
+static TYPED: LazyLock<moka::sync::Cache<[u8; 32], Option<Arc<Typed>>>> = LazyLock::new(|| {
+    moka::sync::Cache::builder()
+        .max_capacity(10_000)
+        .time_to_idle(std::time::Duration::from_secs(3600))
+        .build()
+});
+
+/// [`prepare`], memoized by `doc_key`.
+pub fn typed(doc_key: [u8; 32], query: &str, operation_name: Option<&str>) -> Option<Arc<Typed>> {
+    TYPED.get_with(doc_key, || prepare(query, operation_name).map(Arc::new))
+}
+
+/// Add `__typename` to every nested selection set of `query` (operations and fragments), and
+/// note where the client asked for it. `None` when the document does not parse (the request is
+/// refused before this matters) or has no operation named `operation_name`.
+pub fn prepare(query: &str, operation_name: Option<&str>) -> Option<Typed> {
+    let mut doc: Document<'_, String> = parse_query(query).ok()?;
+    let (shape, root_args) = shape_of(&doc, operation_name)?;
+    let mut changed = false;
+    for def in &mut doc.definitions {
+        match def {
+            Definition::Operation(op) => {
+                let top = match op {
+                    OperationDefinition::SelectionSet(s) => s,
+                    OperationDefinition::Query(q) => &mut q.selection_set,
+                    OperationDefinition::Mutation(m) => &mut m.selection_set,
+                    OperationDefinition::Subscription(s) => &mut s.selection_set,
+                };
+                // The root object is not an entity: its fields' sets get `__typename`.
+                for item in &mut top.items {
+                    changed |= inject_into(item);
+                }
+            }
+            Definition::Fragment(f) => changed |= inject(&mut f.selection_set),
+        }
+    }
+    Some(Typed {
+        query: changed.then(|| doc.to_string()),
+        shape,
+        root_args,
+    })
+}
+
+fn inject_into(item: &mut Selection<'_, String>) -> bool {
+    match item {
+        Selection::Field(f) if !f.selection_set.items.is_empty() => inject(&mut f.selection_set),
+        Selection::Field(_) | Selection::FragmentSpread(_) => false,
+        Selection::InlineFragment(i) => {
+            let mut changed = false;
+            for item in &mut i.selection_set.items {
+                changed |= inject_into(item);
+            }
+            changed
+        }
+    }
+}
+
+fn inject(set: &mut SelectionSet<'_, String>) -> bool {
+    let mut changed = false;
+    for item in &mut set.items {
+        changed |= inject_into(item);
+    }
+    let has = set
+        .items
+        .iter()
+        .any(|i| matches!(i, Selection::Field(f) if f.name == "__typename" && f.alias.is_none()));
+    if !has {
+        set.items.push(Selection::Field(Field {
+            position: set.span.0,
+            alias: None,
+            name: "__typename".to_string(),
+            arguments: Vec::new(),
+            directives: Vec::new(),
+            selection_set: SelectionSet {
+                span: set.span,
+                items: Vec::new(),
+            },
+        }));
+        changed = true;
+    }
+    changed
+}
+
+fn shape_of(
+    doc: &Document<'_, String>,
+    operation_name: Option<&str>,
+) -> Option<(Shape, Vec<RootArg>)> {
+    let mut fragments = HashMap::new();
+    let mut operations = Vec::new();
+    for def in &doc.definitions {
+        match def {
+            Definition::Fragment(f) => {
+                fragments.insert(f.name.as_str(), &f.selection_set);
+            }
+            Definition::Operation(op) => operations.push(op),
+        }
+    }
+    let name_of = |op: &OperationDefinition<'_, String>| match op {
+        OperationDefinition::SelectionSet(_) => None,
+        OperationDefinition::Query(q) => q.name.clone(),
+        OperationDefinition::Mutation(m) => m.name.clone(),
+        OperationDefinition::Subscription(s) => s.name.clone(),
+    };
+    let op = match operation_name {
+        Some(n) => operations
+            .into_iter()
+            .find(|o| name_of(o).as_deref() == Some(n))?,
+        None if operations.len() == 1 => operations[0],
+        None => return None,
+    };
+    let top = match op {
+        OperationDefinition::SelectionSet(s) => s,
+        OperationDefinition::Query(q) => &q.selection_set,
+        OperationDefinition::Mutation(m) => &m.selection_set,
+        OperationDefinition::Subscription(s) => &s.selection_set,
+    };
+    let mut shape = Shape::default();
+    add(&mut shape, top, &fragments, 0);
+    Some((shape, root_args(top)))
+}
+
+fn root_args(top: &SelectionSet<'_, String>) -> Vec<RootArg> {
+    use graphql_parser::query::Value as Gql;
+    top.items
+        .iter()
+        .filter_map(|item| match item {
+            Selection::Field(f) if !f.arguments.is_empty() => Some(RootArg {
+                key: f.alias.clone().unwrap_or_else(|| f.name.clone()),
+                args: f
+                    .arguments
+                    .iter()
+                    .filter_map(|(name, v)| {
+                        let v = match v {
+                            Gql::String(s) | Gql::Enum(s) => ArgValue::Literal(s.clone()),
+                            Gql::Int(n) => ArgValue::Literal(n.as_i64()?.to_string()),
+                            Gql::Variable(v) => ArgValue::Variable(v.clone()),
+                            _ => return None,
+                        };
+                        Some((name.clone(), v))
+                    })
+                    .collect(),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Entities named by root field arguments whose objects came back without their key fields.
+pub fn root_entities(
+    data: &Value,
+    typed: &Typed,
+    variables: Option<&serde_json::Map<String, Value>>,
+    key_fields: &HashMap<String, Vec<String>>,
+) -> Vec<Tag> {
+    let mut out = Vec::new();
+    for root in &typed.root_args {
+        let Some(Value::Object(obj)) = data.get(&root.key) else {
+            continue;
+        };
+        let Some(Value::String(t)) = obj.get("__typename") else {
+            continue;
+        };
+        let key = match key_fields.get(t).map(Vec::as_slice) {
+            Some([one]) => one.as_str(),
+            Some(_) => continue,
+            None => "id",
+        };
+        if obj.contains_key(key) {
+            continue; // tagged from the object itself
+        }
+        let value = root
+            .args
+            .iter()
+            .find(|(n, _)| n == key)
+            .and_then(|(_, v)| match v {
+                ArgValue::Literal(s) => Some(s.clone()),
+                ArgValue::Variable(name) => scalar(variables?.get(name)?),
+            });
+        if let Some(id) = value {
+            out.push(entity(t, &id));
+        }
+    }
+    out
+}
+
+fn add(
+    shape: &mut Shape,
+    set: &SelectionSet<'_, String>,
+    fragments: &HashMap<&str, &SelectionSet<'_, String>>,
+    depth: usize,
+) {
+    for item in &set.items {
+        match item {
+            Selection::Field(f) => {
+                let key = f.alias.as_ref().unwrap_or(&f.name);
+                if key == "__typename" {
+                    shape.typename = true;
+                } else if !f.selection_set.items.is_empty() {
+                    let child = shape.children.entry(key.clone()).or_default();
+                    add(child, &f.selection_set, fragments, depth);
+                }
+            }
+            Selection::FragmentSpread(s) if depth < MAX_SPREAD_DEPTH => {
+                if let Some(set) = fragments.get(s.fragment_name.as_str()) {
+                    add(shape, set, fragments, depth + 1);
+                }
+            }
+            Selection::FragmentSpread(_) => {}
+            Selection::InlineFragment(i) => add(shape, &i.selection_set, fragments, depth),
+        }
+    }
+}
+
+/// Tag and strip a complete response: the rewritten body, and the types and entities found in
+/// its `data`. `None` when it is not a JSON object with `data`.
+pub fn process(
+    raw: &[u8],
+    typed: &Typed,
+    variables: Option<&serde_json::Map<String, Value>>,
+    key_fields: &HashMap<String, Vec<String>>,
+) -> Option<(bytes::Bytes, BTreeSet<Tag>)> {
+    let mut v: Value = serde_json::from_slice(raw).ok()?;
+    let data = v.as_object_mut()?.get_mut("data")?;
+    let mut found = entities(data, key_fields);
+    found.extend(root_entities(data, typed, variables, key_fields));
+    strip(data, &typed.shape);
+    let out = serde_json::to_vec(&v).ok()?;
+    Some((bytes::Bytes::from(out), found))
+}
+
+/// Remove the `__typename`s the client did not ask for from `data`.
+pub fn strip(value: &mut Value, shape: &Shape) {
+    match value {
+        Value::Object(m) => {
+            if !shape.typename {
+                m.remove("__typename");
+            }
+            for (k, child) in &shape.children {
+                if let Some(v) = m.get_mut(k) {
+                    strip(v, child);
+                }
+            }
+        }
+        Value::Array(items) => {
+            for v in items {
+                strip(v, shape);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The types and entities in `data`: every object with a `__typename` is of that type, and an
+/// entity when it has its type's key fields (`id` unless `key_fields` says otherwise).
+pub fn entities(data: &Value, key_fields: &HashMap<String, Vec<String>>) -> BTreeSet<Tag> {
+    let mut out = BTreeSet::new();
+    collect(data, key_fields, &mut out);
+    out
+}
+
+fn collect(value: &Value, key_fields: &HashMap<String, Vec<String>>, out: &mut BTreeSet<Tag>) {
+    match value {
+        Value::Object(m) => {
+            if let Some(Value::String(t)) = m.get("__typename") {
+                out.insert(type_name(t));
+                let default = ["id".to_string()];
+                let keys = key_fields.get(t).map_or(&default[..], Vec::as_slice);
+                let ids: Option<Vec<String>> = keys.iter().map(|k| scalar(m.get(k)?)).collect();
+                if let Some(ids) = ids.filter(|ids| !ids.is_empty()) {
+                    out.insert(entity(t, &ids.join(",")));
+                }
+            }
+            for v in m.values() {
+                collect(v, key_fields, out);
+            }
+        }
+        Value::Array(items) => {
+            for v in items {
+                collect(v, key_fields, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn scalar(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn typename_is_added_to_nested_sets_and_stripped_where_not_asked() {
+        let q = "query Q { getPost(id: 1) { title author { name __typename } ...F } } \
+                 fragment F on Post { comments { text } }";
+        let t = prepare(q, None).unwrap();
+        let sent = t.query.as_deref().unwrap();
+        // getPost, comments (in the fragment) and the fragment's own set get it; the root not.
+        assert_eq!(sent.matches("__typename").count(), 4, "{sent}");
+        assert!(parse_query::<String>(sent).is_ok());
+        let mut data = json!({"getPost": {
+            "__typename": "Post", "title": "t",
+            "author": {"__typename": "User", "name": "a"},
+            "comments": [{"__typename": "Comment", "text": "c"}]
+        }});
+        let tags = entities(&data, &HashMap::new());
+        assert!(tags.contains(&type_name("Comment")));
+        strip(&mut data, &t.shape);
+        assert_eq!(
+            data,
+            json!({"getPost": {"title": "t", "author": {"__typename": "User", "name": "a"},
+                   "comments": [{"text": "c"}]}})
+        );
+    }
+
+    #[test]
+    fn documents_that_already_ask_everywhere_are_left_alone() {
+        let t = prepare("{ a { __typename b { __typename c } } }", None).unwrap();
+        assert!(t.query.is_none());
+        let mut data = json!({"a": {"__typename": "A", "b": {"__typename": "B", "c": 1}}});
+        let before = data.clone();
+        strip(&mut data, &t.shape);
+        assert_eq!(data, before);
+    }
+
+    #[test]
+    fn aliases_and_inline_fragments_follow_response_keys() {
+        let t = prepare(
+            "{ first: getPost(id: 1) { id } second: getPost(id: 2) { ... on Post { __typename id } } }",
+            None,
+        )
+        .unwrap();
+        let mut data = json!({
+            "first": {"__typename": "Post", "id": "1"},
+            "second": {"__typename": "Post", "id": "2"}
+        });
+        let tags = entities(&data, &HashMap::new());
+        assert!(tags.contains(&entity("Post", "1")) && tags.contains(&entity("Post", "2")));
+        strip(&mut data, &t.shape);
+        assert_eq!(
+            data,
+            json!({"first": {"id": "1"}, "second": {"__typename": "Post", "id": "2"}})
+        );
+    }
+
+    #[test]
+    fn root_arguments_name_entities_returned_without_their_keys() {
+        let t = prepare(
+            "query Q($id: ID!) { a: getPost(id: $id) { title } getUser(id: 3) { id } b: getPost(id: \"5\") { title } }",
+            Some("Q"),
+        )
+        .unwrap();
+        let data = json!({
+            "a": {"__typename": "Post", "title": "x"},
+            "getUser": {"__typename": "User", "id": "3"},
+            "b": {"__typename": "Post", "title": "y"}
+        });
+        let vars = json!({"id": "1"});
+        let tags = root_entities(&data, &t, vars.as_object(), &HashMap::new());
+        assert_eq!(tags, vec![entity("Post", "1"), entity("Post", "5")]);
+    }
+
+    #[test]
+    fn key_fields_can_be_configured_per_type() {
+        let data = json!({"me": {"__typename": "User", "email": "a@b", "id": null},
+                          "n": {"__typename": "Node", "id": 7}});
+        let keys = HashMap::from([("User".to_string(), vec!["email".to_string()])]);
+        let tags = entities(&data, &keys);
+        assert!(tags.contains(&entity("User", "a@b")));
+        assert!(tags.contains(&entity("Node", "7")));
+    }
+
+    #[test]
+    fn the_named_operation_is_shaped() {
+        let q = "query A { x { y } } query B { x { __typename y } }";
+        assert!(!prepare(q, Some("A")).unwrap().shape.children["x"].typename);
+        assert!(prepare(q, Some("B")).unwrap().shape.children["x"].typename);
+        assert!(prepare(q, None).is_none());
+        assert!(prepare("{ broken", None).is_none());
+    }
+}

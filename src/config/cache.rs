@@ -62,6 +62,39 @@ pub struct CachePolicy {
     pub keep_headers: Vec<HeaderName>,
     pub coalesce_wait: Duration,
     pub rules: Vec<Rule>,
+    /// Entity key fields by type (default `id`).
+    pub key_fields: std::collections::HashMap<String, Vec<String>>,
+    /// What a mutation purges, by default and per mutation root field.
+    pub invalidate: Invalidate,
+    pub mutations: std::collections::HashMap<String, MutationRule>,
+}
+
+/// What a mutation's response purges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalidate {
+    /// Cached responses holding an entity the mutation returned.
+    Entity,
+    /// Cached responses holding any object of a type the mutation returned.
+    Type,
+    None,
+}
+
+impl From<super::file::InvalidateFile> for Invalidate {
+    fn from(f: super::file::InvalidateFile) -> Self {
+        match f {
+            super::file::InvalidateFile::Entity => Self::Entity,
+            super::file::InvalidateFile::Type => Self::Type,
+            super::file::InvalidateFile::None => Self::None,
+        }
+    }
+}
+
+/// One mutation root field's own invalidation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MutationRule {
+    pub invalidate: Invalidate,
+    /// Root fields whose cached responses are purged too.
+    pub purge_fields: Vec<String>,
 }
 
 impl CachePolicy {
@@ -189,6 +222,21 @@ impl Validator<'_> {
             keep_headers,
             coalesce_wait: f.coalesce_wait,
             rules,
+            key_fields: f.key_fields.clone(),
+            invalidate: f.invalidate.into(),
+            mutations: f
+                .mutations
+                .iter()
+                .map(|m| {
+                    (
+                        m.field.clone(),
+                        MutationRule {
+                            invalidate: m.invalidate.unwrap_or(f.invalidate).into(),
+                            purge_fields: m.purge_fields.clone(),
+                        },
+                    )
+                })
+                .collect(),
         }
     }
 }

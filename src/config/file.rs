@@ -29,6 +29,9 @@ pub struct FileConfig {
     /// Process logs.
     #[serde(default)]
     pub log: LogFile,
+    /// The admin API (cache purges): its bearer token.
+    #[serde(default)]
+    pub admin: super::admin::AdminFile,
     /// The sites, one per fronted GraphQL API.
     #[serde(default, rename = "site")]
     pub sites: Vec<SiteFile>,
@@ -208,6 +211,9 @@ pub struct SiteFile {
     /// upstreams.
     #[serde(default)]
     pub upstream_signing: Option<SigningFile>,
+    /// Automatic persisted queries (Apollo's APQ) answered at the edge.
+    #[serde(default)]
+    pub apq: super::apq::ApqFile,
 }
 
 #[derive(Debug, Deserialize)]
@@ -571,6 +577,37 @@ pub struct SiteCacheFile {
     /// Caching rules; overlapping rules take the smallest TTL and the union of scopes.
     #[serde(default, rename = "rule")]
     pub rules: Vec<CacheRuleFile>,
+    /// Fields identifying an entity of a type, for entity tags (default `id`).
+    #[serde(default)]
+    pub key_fields: std::collections::HashMap<String, Vec<String>>,
+    /// What a mutation's response purges: "entity" (cached responses holding the entities it
+    /// returns), "type" (every response holding their types), or "none".
+    #[serde(default)]
+    pub invalidate: InvalidateFile,
+    /// Per mutation field: what it purges instead, and root fields purged with it.
+    #[serde(default, rename = "mutation")]
+    pub mutations: Vec<MutationRuleFile>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InvalidateFile {
+    #[default]
+    Entity,
+    Type,
+    None,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MutationRuleFile {
+    /// The mutation's root field, e.g. "deletePost".
+    pub field: String,
+    #[serde(default)]
+    pub invalidate: Option<InvalidateFile>,
+    /// Cached responses of these root fields (any arguments) are purged too, e.g. ["listPosts"].
+    #[serde(default)]
+    pub purge_fields: Vec<String>,
 }
 
 impl Default for SiteCacheFile {
@@ -588,6 +625,9 @@ impl Default for SiteCacheFile {
             keep_headers: Vec::new(),
             coalesce_wait: default_coalesce(),
             rules: Vec::new(),
+            key_fields: Default::default(),
+            invalidate: InvalidateFile::Entity,
+            mutations: Vec::new(),
         }
     }
 }

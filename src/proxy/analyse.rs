@@ -10,7 +10,7 @@ use pingora::proxy::Session;
 
 use super::respond::EdgeError;
 use super::SiteRuntime;
-use crate::cache::key::{digest, document_key, raw_key, RequestPlan};
+use crate::cache::key::{digest, document_key, raw_key, Decision, RequestPlan};
 use crate::cache::{policy, Analysed, ResponseCache};
 use crate::config::{Site, ANALYSED_BODY_LIMIT};
 use crate::graphql::{self, GraphqlRequest, OperationKind};
@@ -137,10 +137,22 @@ pub fn plan(
         request.variables.as_ref(),
         principal,
     );
+    let tagged = match (&decision, op.kind) {
+        (Decision::Cache(_), _) => true,
+        (_, OperationKind::Mutation) => policy.enabled(),
+        _ => false,
+    };
+    let typed = if tagged {
+        crate::cache::tags::typed(doc_key, &request.query, op_name)
+    } else {
+        None
+    };
     let plan = Arc::new(RequestPlan {
         kind: op.kind,
+        operation_name: op.name.clone(),
         root_fields: op.root_fields.clone(),
         decision,
+        typed,
     });
     cache.remember_plan(memo, plan.clone());
     Ok(plan)

@@ -52,6 +52,10 @@ pub struct CacheState {
     fallback: Option<Arc<Entry>>,
     /// The upstream failed with a 5xx: its body is replaced by this entry's.
     replacing: Option<Arc<Entry>>,
+    /// The query string the upstream got, when the edge rewrote it (GET).
+    upstream_query: Option<String>,
+    /// The cache's purge count when the lookup missed.
+    generation: u64,
 }
 
 /// Asked for with this request header, PASS responses say why in `x-cache-reason`.
@@ -114,8 +118,22 @@ pub async fn lookup(
         fill: None,
         fallback,
         replacing: None,
+        upstream_query: None,
+        generation: cache.purge_generation(),
     });
     Ok(false)
+}
+
+/// The request goes upstream: a background refresh sends what the upstream got (the
+/// rewritten body, when the edge rewrote it).
+pub fn sent_upstream(ctx: &mut RequestCtx) {
+    let Some(state) = ctx.cache.as_mut() else {
+        return;
+    };
+    if let Some(body) = &ctx.upstream_body {
+        state.raw = body.clone();
+    }
+    state.upstream_query = ctx.upstream_query.clone();
 }
 
 fn client_says_no_cache(session: &Session) -> bool {
@@ -168,10 +186,28 @@ fn refresh_in_background(
         return; // a fetch for this key is already under way
     };
     let (cache, site, plan) = (cache.clone(), site.clone(), plan.clone());
+    let generation = cache.purge_generation();
     tokio::spawn(async move {
         let result = match refresher.fetch(&req).await {
             Ok((status, headers, body)) => fill::check_header(status, &headers)
                 .and_then(|()| {
+                    // Tagged and stripped like the response it refreshes.
+                    let (body, tags) = match &req.typed {
+                        Some(typed) => {
+                            let key_fields = &site.config.cache.key_fields;
+                            let (body, found) = crate::cache::tags::process(
+                                &body,
+                                typed,
+                                super::tagging::variables_of(&req.body, false).as_ref(),
+                                key_fields,
+                            )
+                            .ok_or("not-json")?;
+                            let mut tags = req.tags.clone();
+                            tags.extend(found);
+                            (body, tags)
+                        }
+                        None => (body, req.tags.clone()),
+                    };
                     fill::entry(
                         &site.config.cache,
                         &plan,
@@ -179,10 +215,10 @@ fn refresh_in_background(
                         &headers,
                         body,
                         Some(req),
-                        Vec::new(),
+                        tags,
                     )
                 })
-                .map(|entry| cache.insert(plan.key, entry))
+                .and_then(|entry| cache.insert_unless_purged(plan.key, entry, generation))
                 .map_or("refused", |()| "stored"),
             Err(e) => {
                 tracing::warn!(site = %site.config.name, error = %e, "background refresh failed");
@@ -299,8 +335,17 @@ pub fn upstream_body(
         return;
     };
     let policy = &site.config.cache;
-    let refresh = (!state.plan.swr.is_zero() || !policy.default_swr.is_zero())
-        .then(|| Arc::new(refresh_request(session, site, &state.raw)));
+    let tags = std::mem::take(&mut ctx.entry_tags);
+    let refresh = (!state.plan.swr.is_zero() || !policy.default_swr.is_zero()).then(|| {
+        let mut r = refresh_request(session, site, &state.raw, state.upstream_query.as_deref());
+        r.typed = ctx.typed.clone();
+        r.tags = tags
+            .iter()
+            .filter(|t| t.starts_with("op:") || t.starts_with("field:"))
+            .cloned()
+            .collect();
+        Arc::new(r)
+    });
     let result = fill::entry(
         policy,
         &state.plan,
@@ -308,15 +353,20 @@ pub fn upstream_body(
         &headers,
         buf.freeze(),
         refresh,
-        Vec::new(),
+        tags,
     )
-    .map(|entry| cache.insert(state.plan.key, entry));
+    .and_then(|entry| cache.insert_unless_purged(state.plan.key, entry, state.generation));
     // Waiters look again now.
     state.leader = None;
     ctx.stored = Some(result);
 }
 
-fn refresh_request(session: &Session, site: &SiteRuntime, raw: &Bytes) -> RefreshRequest {
+fn refresh_request(
+    session: &Session,
+    site: &SiteRuntime,
+    raw: &Bytes,
+    upstream_query: Option<&str>,
+) -> RefreshRequest {
     let req = session.req_header();
     let mut headers = http::HeaderMap::new();
     for name in REPLAYED_HEADERS {
@@ -334,7 +384,7 @@ fn refresh_request(session: &Session, site: &SiteRuntime, raw: &Bytes) -> Refres
     }
     let is_get = req.method == http::Method::GET;
     let up = &site.config.upstream;
-    let path_and_query = match req.uri.query() {
+    let path_and_query = match upstream_query.or(req.uri.query()) {
         Some(q) if is_get && !q.is_empty() => format!("{}?{q}", up.path),
         _ => up.path.clone(),
     };
@@ -343,6 +393,8 @@ fn refresh_request(session: &Session, site: &SiteRuntime, raw: &Bytes) -> Refres
         path_and_query,
         headers,
         body: if is_get { Bytes::new() } else { raw.clone() },
+        typed: None,
+        tags: Vec::new(),
     }
 }
 

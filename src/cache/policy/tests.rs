@@ -18,6 +18,9 @@ fn policy(rules: Vec<Rule>, default_ttl: u64) -> CachePolicy {
         keep_headers: vec![],
         coalesce_wait: Duration::from_secs(1),
         rules,
+        key_fields: Default::default(),
+        invalidate: crate::config::cache::Invalidate::Entity,
+        mutations: Default::default(),
     }
 }
 

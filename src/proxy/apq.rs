@@ -1,0 +1,364 @@
+//! Automatic persisted queries (Apollo's APQ protocol) in `request_filter`: a request that names
+//! its query by SHA-256 hash is expanded from the site's store before anything else reads it,
+//! and a query sent with its hash is verified and stored. The upstream never sees the protocol.
+//!
+//! One store per site, bounded by the bytes of query text (`[site.apq] max-size`): a hash
+//! registered on one site never answers on another (sites are different APIs, and a hit would
+//! tell one site's callers what another's send), and one site's traffic cannot evict another's.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use moka::sync::Cache;
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use pingora_prometheus::prometheus::IntCounter;
+use serde_json::{Map, Value};
+
+use super::respond::EdgeError;
+use super::{Edge, RequestCtx, SiteRuntime};
+use crate::config::Site;
+use crate::graphql::Limits;
+use crate::metrics;
+
+/// Per stored query, besides its text: the key and moka's bookkeeping.
+const ENTRY_OVERHEAD: usize = 96;
+
+/// Apollo's answers that make a client send the full query (200, as Apollo Server and Router).
+const NOT_FOUND: (&str, &str) = ("PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND");
+const NOT_SUPPORTED: (&str, &str) = (
+    "PersistedQueryNotSupported",
+    "PERSISTED_QUERY_NOT_SUPPORTED",
+);
+
+/// The persisted queries of every site, by site index (`None`: APQ off for that site).
+pub struct Store {
+    sites: Vec<Option<SiteStore>>,
+}
+
+struct SiteStore {
+    queries: Cache<[u8; 32], Arc<str>>,
+    hit: IntCounter,
+    miss: IntCounter,
+    registered: IntCounter,
+    mismatch: IntCounter,
+}
+
+impl SiteStore {
+    fn new(site: &Site) -> Self {
+        let queries = Cache::builder()
+            .max_capacity(site.apq.max_size)
+            .weigher(|_k: &[u8; 32], q: &Arc<str>| {
+                (q.len() + ENTRY_OVERHEAD).min(u32::MAX as usize) as u32
+            })
+            .build();
+        let counter = |outcome: &str| {
+            metrics::get()
+                .apq_requests
+                .with_label_values(&[site.name.as_str(), outcome])
+        };
+        Self {
+            queries,
+            hit: counter("hit"),
+            miss: counter("miss"),
+            registered: counter("registered"),
+            mismatch: counter("mismatch"),
+        }
+    }
+}
+
+impl Store {
+    pub fn new(sites: &[Arc<Site>]) -> Self {
+        let sites = sites
+            .iter()
+            .map(|s| s.apq.enabled.then(|| SiteStore::new(s)))
+            .collect();
+        Self { sites }
+    }
+
+    fn site(&self, index: usize) -> Option<&SiteStore> {
+        self.sites.get(index).and_then(Option::as_ref)
+    }
+}
+
+/// The request the rest of the pipeline sees once APQ is dealt with.
+#[derive(Debug, PartialEq)]
+enum Verdict {
+    /// Not a persisted query request (or APQ is off and the query is there): as it came.
+    Unchanged,
+    /// The full request, `persistedQuery` dropped: a JSON body or a GET query string.
+    Body(Bytes),
+    Query(String),
+    /// Answer with one of Apollo's errors (status 200) so that the client sends the query.
+    Answer((&'static str, &'static str)),
+    Reject(EdgeError),
+}
+
+/// `request_filter`, right after the body or query string is read: `Some(bytes)` to go on with
+/// (the full request, which the upstream gets too), `None` when the request was answered here.
+pub async fn expand(
+    edge: &Edge,
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    site: &SiteRuntime,
+    bytes: Bytes,
+    is_get: bool,
+) -> pingora::Result<Option<Bytes>> {
+    let store = edge.apq.site(site.index);
+    match resolve(store, &site.config.limits, &bytes, is_get) {
+        Verdict::Unchanged => Ok(Some(bytes)),
+        Verdict::Body(body) => {
+            ctx.upstream_body = Some(body.clone());
+            Ok(Some(body))
+        }
+        Verdict::Query(qs) => {
+            let bytes = Bytes::copy_from_slice(qs.as_bytes());
+            ctx.upstream_query = Some(qs);
+            Ok(Some(bytes))
+        }
+        Verdict::Answer(error) => {
+            answer(session, ctx, &site.config.name, error).await?;
+            Ok(None)
+        }
+        Verdict::Reject(e) => {
+            edge.reject(session, ctx, e).await?;
+            Ok(None)
+        }
+    }
+}
+
+/// Write Apollo's error, in Apollo's shape, with status 200 (counted as an edge rejection).
+async fn answer(
+    session: &mut Session,
+    ctx: &mut RequestCtx,
+    site: &str,
+    (message, code): (&'static str, &'static str),
+) -> pingora::Result<()> {
+    ctx.rejected = Some(code);
+    metrics::get()
+        .rejections
+        .with_label_values(&[site, code])
+        .inc();
+    let body = serde_json::json!({
+        "errors": [{ "message": message, "extensions": { "code": code } }]
+    });
+    let body = Bytes::from(body.to_string());
+    let mut h = ResponseHeader::build(200, Some(4))?;
+    h.insert_header("content-type", "application/json")?;
+    h.insert_header("content-length", body.len().to_string())?;
+    // The next identical request may well succeed: nothing on the way may keep this answer.
+    h.insert_header("cache-control", "no-store")?;
+    for (k, v) in super::cors_headers(session, ctx) {
+        h.append_header(k, v)?;
+    }
+    session.write_response_header(Box::new(h), false).await?;
+    session.write_response_body(Some(body), true).await?;
+    Ok(())
+}
+
+/// The request as far as APQ is concerned, everything else kept to be sent on.
+struct Parsed {
+    /// `query`, when present and not empty.
+    query: Option<String>,
+    operation_name: Option<String>,
+    /// `extensions.persistedQuery`.
+    persisted: Value,
+    rest: Rest,
+}
+
+/// The rest of the request, without `query` and `extensions.persistedQuery`.
+enum Rest {
+    Json(Map<String, Value>),
+    /// GET parameters other than `query` and `extensions`, and what is left of `extensions`.
+    Form(Vec<(String, String)>, Map<String, Value>),
+}
+
+fn resolve(store: Option<&SiteStore>, limits: &Limits, bytes: &[u8], is_get: bool) -> Verdict {
+    // Cheap test first: nearly every request is not one (a key spelt with JSON or percent
+    // escapes is not recognised, and such a request is then an ordinary one).
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Verdict::Unchanged;
+    };
+    if !text.contains("persistedQuery") {
+        return Verdict::Unchanged;
+    }
+    let parsed = if is_get {
+        parse_form(text)
+    } else {
+        parse_json(bytes)
+    };
+    // Not a request the pipeline can read: it answers with the precise error.
+    let Some(Parsed {
+        query,
+        operation_name,
+        persisted,
+        rest,
+    }) = parsed
+    else {
+        return Verdict::Unchanged;
+    };
+    let Some(store) = store else {
+        return match query {
+            Some(_) => Verdict::Unchanged,
+            None => Verdict::Answer(NOT_SUPPORTED),
+        };
+    };
+    let hash = match check_persisted(&persisted) {
+        Ok(h) => h,
+        Err(e) => return Verdict::Reject(e),
+    };
+    let query = match (query, hash) {
+        (Some(q), h) => {
+            let digest = ring::digest::digest(&ring::digest::SHA256, q.as_bytes());
+            if h.as_ref().map(<[u8; 32]>::as_slice) != Some(digest.as_ref()) {
+                store.mismatch.inc();
+                return Verdict::Reject(EdgeError::new(
+                    400,
+                    "PERSISTED_QUERY_HASH_MISMATCH",
+                    "provided sha does not match query",
+                ));
+            }
+            // Only documents the site would accept take room in the store; the others are
+            // refused below with their own error.
+            if let Some(h) = h.filter(|_| acceptable(&q, operation_name.as_deref(), limits)) {
+                store.queries.insert(h, Arc::from(q.as_str()));
+                store.registered.inc();
+            }
+            q
+        }
+        (None, None) => {
+            return Verdict::Reject(EdgeError::new(
+                400,
+                "INVALID_REQUEST",
+                "`extensions.persistedQuery.sha256Hash` must be a SHA-256 hash in hexadecimal",
+            ))
+        }
+        (None, Some(h)) => match store.queries.get(&h) {
+            Some(q) => {
+                store.hit.inc();
+                q.to_string()
+            }
+            None => {
+                store.miss.inc();
+                return Verdict::Answer(NOT_FOUND);
+            }
+        },
+    };
+    match rest {
+        Rest::Json(mut map) => {
+            map.insert("query".into(), Value::String(query));
+            Verdict::Body(Bytes::from(Value::Object(map).to_string()))
+        }
+        Rest::Form(params, extensions) => {
+            let mut out = form_urlencoded::Serializer::new(String::new());
+            out.append_pair("query", &query);
+            for (k, v) in &params {
+                out.append_pair(k, v);
+            }
+            if !extensions.is_empty() {
+                out.append_pair("extensions", &Value::Object(extensions).to_string());
+            }
+            Verdict::Query(out.finish())
+        }
+    }
+}
+
+/// The hash of a well-formed `persistedQuery` (`None`: not 64 hexadecimal digits).
+fn check_persisted(persisted: &Value) -> Result<Option<[u8; 32]>, EdgeError> {
+    let invalid = |m: &str| EdgeError::new(400, "INVALID_REQUEST", m);
+    let Value::Object(pq) = persisted else {
+        return Err(invalid("`extensions.persistedQuery` must be an object"));
+    };
+    if pq.get("version").and_then(Value::as_u64) != Some(1) {
+        return Err(EdgeError::new(
+            400,
+            "PERSISTED_QUERY_VERSION_NOT_SUPPORTED",
+            "Unsupported persisted query version",
+        ));
+    }
+    match pq.get("sha256Hash") {
+        Some(Value::String(h)) => Ok(decode_hex(h)),
+        _ => Err(invalid(
+            "`extensions.persistedQuery.sha256Hash` must be a string",
+        )),
+    }
+}
+
+/// Whether the site would accept this document (it parses, names the operation, passes the
+/// limits).
+fn acceptable(query: &str, operation_name: Option<&str>, limits: &Limits) -> bool {
+    crate::graphql::analyze_normalized(query, operation_name)
+        .is_ok_and(|a| limits.check(&a.complexity).is_ok())
+}
+
+fn parse_json(body: &[u8]) -> Option<Parsed> {
+    let Value::Object(mut map) = serde_json::from_slice(body).ok()? else {
+        return None;
+    };
+    let Some(Value::Object(extensions)) = map.get_mut("extensions") else {
+        return None;
+    };
+    let persisted = extensions.remove("persistedQuery")?;
+    if extensions.is_empty() {
+        map.remove("extensions");
+    }
+    let query = match map.remove("query") {
+        Some(Value::String(q)) => Some(q).filter(|q| !q.is_empty()),
+        Some(Value::Null) | None => None,
+        Some(_) => return None,
+    };
+    let operation_name = map
+        .get("operationName")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    Some(Parsed {
+        query,
+        operation_name,
+        persisted,
+        rest: Rest::Json(map),
+    })
+}
+
+fn parse_form(qs: &str) -> Option<Parsed> {
+    let (mut query, mut operation_name, mut extensions) = (None, None, None);
+    let mut params = Vec::new();
+    // As in `GraphqlRequest::from_query_string`, the last of repeated parameters counts.
+    for (k, v) in form_urlencoded::parse(qs.as_bytes()) {
+        match k.as_ref() {
+            "query" => query = Some(v.into_owned()).filter(|q| !q.is_empty()),
+            "extensions" => extensions = Some(v.into_owned()),
+            _ => {
+                if k == "operationName" {
+                    operation_name = Some(v.to_string());
+                }
+                params.push((k.into_owned(), v.into_owned()));
+            }
+        }
+    }
+    let Value::Object(mut extensions) = serde_json::from_str(&extensions?).ok()? else {
+        return None;
+    };
+    let persisted = extensions.remove("persistedQuery")?;
+    Some(Parsed {
+        query,
+        operation_name,
+        persisted,
+        rest: Rest::Form(params, extensions),
+    })
+}
+
+fn decode_hex(s: &str) -> Option<[u8; 32]> {
+    let s = s.as_bytes();
+    if s.len() != 64 {
+        return None;
+    }
+    let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = [0u8; 32];
+    for (i, pair) in s.chunks_exact(2).enumerate() {
+        out[i] = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,194 @@
+//! Cache tags on the request path. For a cached query, and for a mutation on a site that
+//! caches, the upstream gets the document with `__typename` in every nested selection set; the
+//! response then names the types and entities it holds (the cache entry's tags, or what the
+//! mutation purges), and the `__typename`s the client did not ask for are removed before the
+//! client, or the cache, sees the response.
+
+use std::collections::BTreeSet;
+
+use bytes::{Bytes, BytesMut};
+use pingora::http::ResponseHeader;
+use pingora::proxy::Session;
+use serde_json::Value;
+
+use super::site::SiteRuntime;
+use super::RequestCtx;
+use crate::cache::tags::{self, Tag};
+use crate::cache::{RequestPlan, ResponseCache};
+use crate::config::cache::Invalidate;
+use crate::graphql::OperationKind;
+
+/// Responses larger than this are passed through unrewritten (and untagged).
+const REWRITE_LIMIT: usize = 8 * 1024 * 1024;
+
+/// The operation's own tags: its name and root fields.
+pub fn base_tags(plan: &RequestPlan) -> Vec<Tag> {
+    let mut out: Vec<Tag> = plan.root_fields.iter().map(|f| tags::field(f)).collect();
+    if let Some(name) = &plan.operation_name {
+        out.push(tags::operation(name));
+    }
+    out
+}
+
+/// After the cache did not answer: give the upstream the document with `__typename`s.
+pub fn prepare_upstream(ctx: &mut RequestCtx, plan: &RequestPlan, raw: &Bytes, is_get: bool) {
+    let Some(typed) = &plan.typed else {
+        return;
+    };
+    if let Some(query) = &typed.query {
+        if is_get {
+            ctx.upstream_query = Some(with_query_param(raw, query));
+        } else {
+            match with_query_field(raw, query) {
+                Some(body) => ctx.upstream_body = Some(body),
+                None => return,
+            }
+        }
+    }
+    ctx.typed = Some(typed.clone());
+    ctx.variables = if typed.root_args.is_empty() {
+        None
+    } else {
+        variables_of(raw, is_get)
+    };
+    ctx.entry_tags = base_tags(plan);
+    if plan.kind == OperationKind::Mutation {
+        ctx.mutation_fields = plan.root_fields.clone();
+    }
+}
+
+/// The request's variables (for entities named by root field arguments).
+pub fn variables_of(raw: &[u8], is_get: bool) -> Option<serde_json::Map<String, Value>> {
+    let text = if is_get {
+        form_urlencoded::parse(raw)
+            .find(|(k, _)| k == "variables")
+            .map(|(_, v)| v.into_owned())?
+    } else {
+        let mut v: serde_json::Map<String, Value> = serde_json::from_slice(raw).ok()?;
+        return match v.remove("variables")? {
+            Value::Object(m) => Some(m),
+            _ => None,
+        };
+    };
+    match serde_json::from_str(&text).ok()? {
+        Value::Object(m) => Some(m),
+        _ => None,
+    }
+}
+
+/// The JSON body with `query` replaced.
+fn with_query_field(raw: &[u8], query: &str) -> Option<Bytes> {
+    let mut v: serde_json::Map<String, Value> = serde_json::from_slice(raw).ok()?;
+    v.insert("query".into(), Value::String(query.to_string()));
+    serde_json::to_vec(&v).ok().map(Bytes::from)
+}
+
+/// The query string with `query` replaced.
+fn with_query_param(raw: &[u8], query: &str) -> String {
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in form_urlencoded::parse(raw) {
+        if k == "query" {
+            out.append_pair("query", query);
+        } else {
+            out.append_pair(&k, &v);
+        }
+    }
+    out.finish()
+}
+
+/// `upstream_response_filter`: a response to rewrite is collected whole; its length changes.
+pub fn response_header(session: &Session, ctx: &mut RequestCtx, resp: &mut ResponseHeader) {
+    if ctx.typed.is_none() {
+        return;
+    }
+    if resp.status != http::StatusCode::OK
+        || resp.headers.contains_key(http::header::CONTENT_ENCODING)
+    {
+        ctx.typed = None;
+        return;
+    }
+    resp.remove_header(&http::header::CONTENT_LENGTH);
+    if session.req_header().version == http::Version::HTTP_11 {
+        let _ = resp.insert_header(http::header::TRANSFER_ENCODING, "chunked");
+    }
+    ctx.rewrite = Some(BytesMut::new());
+}
+
+/// `upstream_response_body_filter`, before the cache sees the body: collect it, then tag,
+/// strip, and (for a mutation) purge what it changed.
+pub fn response_body(
+    cache: &ResponseCache,
+    site: &SiteRuntime,
+    ctx: &mut RequestCtx,
+    body: &mut Option<Bytes>,
+    end: bool,
+) {
+    let Some(buf) = ctx.rewrite.as_mut() else {
+        return;
+    };
+    if let Some(chunk) = body.take() {
+        buf.extend_from_slice(&chunk);
+    }
+    if buf.len() > REWRITE_LIMIT {
+        // Too large to hold: what came so far goes on unchanged, and so does the rest.
+        *body = Some(buf.split().freeze());
+        ctx.rewrite = None;
+        ctx.typed = None;
+        return;
+    }
+    if !end {
+        return;
+    }
+    let raw = ctx.rewrite.take().unwrap_or_default().freeze();
+    let Some(typed) = ctx.typed.clone() else {
+        *body = Some(raw);
+        return;
+    };
+    let variables = ctx.variables.take();
+    match tags::process(
+        &raw,
+        &typed,
+        variables.as_ref(),
+        &site.config.cache.key_fields,
+    ) {
+        Some((rewritten, found)) => {
+            *body = Some(rewritten);
+            if !ctx.mutation_fields.is_empty() {
+                invalidate(cache, site, &ctx.mutation_fields, &found);
+            }
+            ctx.entry_tags.extend(found);
+        }
+        None => *body = Some(raw),
+    }
+}
+
+/// Purge what a mutation changed, as the site's policy says.
+fn invalidate(
+    cache: &ResponseCache,
+    site: &SiteRuntime,
+    mutation_fields: &[String],
+    found: &BTreeSet<Tag>,
+) {
+    let policy = &site.config.cache;
+    let mut purge: Vec<Tag> = Vec::new();
+    for field in mutation_fields {
+        let (mode, fields) = match policy.mutations.get(field) {
+            Some(rule) => (rule.invalidate, &rule.purge_fields[..]),
+            None => (policy.invalidate, &[][..]),
+        };
+        let prefix = match mode {
+            Invalidate::Entity => Some("entity:"),
+            Invalidate::Type => Some("type:"),
+            Invalidate::None => None,
+        };
+        if let Some(prefix) = prefix {
+            purge.extend(found.iter().filter(|t| t.starts_with(prefix)).cloned());
+        }
+        purge.extend(fields.iter().map(|f| tags::field(f)));
+    }
+    if purge.is_empty() {
+        return;
+    }
+    let n = cache.purge_mutation(site.index, &purge);
+    tracing::debug!(site = %site.config.name, purged = n, "mutation purged cached responses");
+}

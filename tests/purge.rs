@@ -1,0 +1,388 @@
+//! `POST /admin/purge` against the real binary and a counting upstream: purging everything or a
+//! site, soft purges served stale, the token (403 without one configured, 401 without the right
+//! one), bad requests, and purges by operation, root field, type and entity (`purges_by_tag_*`,
+//! which need entries tagged from their responses).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{https_client, site, Edge, SiteCerts, Upstream};
+use serde_json::{json, Value};
+
+const TOKEN: &str = "purge-token-0123456789";
+
+struct Setup {
+    up: Upstream,
+    _certs: SiteCerts,
+    edge: Edge,
+    client: reqwest::Client,
+    admin: reqwest::Client,
+}
+
+/// Sites `a` (`a.test`) and `b` (`b.test`) on one upstream, with `cache` as their
+/// `[site.cache]` body and `global` as top-level TOML (`[admin]`).
+async fn setup(cache: &str, global: &str) -> Setup {
+    let up = Upstream::start(true).await;
+    let certs = SiteCerts::new();
+    let (c, k) = certs.write("sites", &["a.test", "b.test"]);
+    let extra = format!(
+        "upstream-ca-file = \"{}\"\n[site.cache]\n{cache}\n",
+        up.ca_file().display()
+    );
+    let sites = site("a", &["a.test"], &up.url("/graphql"), &c, &k, &extra)
+        + &site("b", &["b.test"], &up.url("/graphql"), &c, &k, &extra);
+    let edge = Edge::start(&sites, global).await;
+    let client = edge.client(&certs.ca_pem(), &["a.test", "b.test"], false);
+    Setup {
+        up,
+        _certs: certs,
+        edge,
+        client,
+        admin: reqwest::Client::new(),
+    }
+}
+
+fn with_token() -> String {
+    format!("[admin]\ntoken = \"{TOKEN}\"")
+}
+
+struct Answer {
+    status: u16,
+    x_cache: String,
+    body: Value,
+}
+
+struct Purged {
+    status: u16,
+    www_authenticate: Option<String>,
+    body: Value,
+}
+
+impl Setup {
+    async fn query_on(&self, host: &str, q: &str) -> Answer {
+        let r = self
+            .client
+            .post(self.edge.url(host, "/graphql"))
+            .header("content-type", "application/json")
+            .body(json!({ "query": q }).to_string())
+            .send()
+            .await
+            .unwrap();
+        let x_cache = r
+            .headers()
+            .get("x-cache")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        Answer {
+            status: r.status().as_u16(),
+            x_cache,
+            body: r.json().await.unwrap_or(Value::Null),
+        }
+    }
+
+    async fn query(&self, q: &str) -> Answer {
+        self.query_on("a.test", q).await
+    }
+
+    /// Query `q` until it is cached: a MISS, then a HIT.
+    async fn cached(&self, host: &str, q: &str) {
+        assert_eq!(self.query_on(host, q).await.x_cache, "MISS", "{q}");
+        assert_eq!(self.query_on(host, q).await.x_cache, "HIT", "{q}");
+    }
+
+    /// POST `body` to the purge endpoint with `authorization` (if any).
+    async fn purge_raw(&self, body: String, authorization: Option<&str>) -> Purged {
+        let mut req = self
+            .admin
+            .post(format!("http://{}/admin/purge", self.edge.admin))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(a) = authorization {
+            req = req.header("authorization", a);
+        }
+        let r = req.send().await.unwrap();
+        let www_authenticate = r
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_string());
+        Purged {
+            status: r.status().as_u16(),
+            www_authenticate,
+            body: r.json().await.unwrap_or(Value::Null),
+        }
+    }
+
+    async fn purge(&self, body: Value) -> Purged {
+        let bearer = format!("Bearer {TOKEN}");
+        self.purge_raw(body.to_string(), Some(&bearer)).await
+    }
+
+    fn upstream_count(&self) -> usize {
+        self.up.recorder.count()
+    }
+
+    /// Change post `id` at the upstream directly (not through the edge).
+    async fn touch_upstream(&self, id: &str) {
+        let client = https_client(self.up.addr, &self.up.ca.ca_pem(), &["localhost"], true);
+        let q = format!("mutation {{ touchPost(id: \"{id}\") {{ id }} }}");
+        let r = client
+            .post(self.up.url("/graphql"))
+            .header("content-type", "application/json")
+            .body(json!({ "query": q }).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+}
+
+const POST1: &str = "query GetPost { getPost(id: \"1\") { id title version } }";
+const POST2: &str = "query GetOther { getPost(id: \"2\") { id title } }";
+const LIST1: &str = "query List { listPosts(limit: 1) { id title } }";
+const HELLO: &str = "{ hello }";
+
+#[tokio::test]
+async fn purging_everything_or_a_site_makes_the_next_request_a_miss() {
+    let s = setup("default-ttl = \"60s\"", &with_token()).await;
+    s.cached("a.test", POST1).await;
+    s.cached("b.test", POST1).await;
+    let before = s.upstream_count();
+
+    let p = s.purge(json!({"all": true})).await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert_eq!(p.body, json!({"purged": 2, "kind": "all", "soft": false}));
+    let a = s.query(POST1).await;
+    assert_eq!((a.status, a.x_cache.as_str()), (200, "MISS"));
+    assert_eq!(
+        s.upstream_count(),
+        before + 1,
+        "the miss reached the upstream"
+    );
+    assert_eq!(s.query_on("b.test", POST1).await.x_cache, "MISS");
+    assert_eq!(s.query(POST1).await.x_cache, "HIT", "stored again");
+
+    // One site: the other keeps its entries.
+    s.cached("a.test", HELLO).await;
+    let p = s.purge(json!({"site": "a"})).await;
+    assert_eq!(p.body, json!({"purged": 2, "kind": "site", "soft": false}));
+    assert_eq!(s.query(POST1).await.x_cache, "MISS");
+    assert_eq!(s.query(HELLO).await.x_cache, "MISS");
+    assert_eq!(s.query_on("b.test", POST1).await.x_cache, "HIT");
+
+    let purges = "graphfront_cache_purges_total{kind=\"all\",mode=\"hard\"}";
+    assert_eq!(s.edge.metric(purges).await, 1.0);
+    let entries = "graphfront_cache_purged_entries_total{kind=\"all\"}";
+    assert_eq!(s.edge.metric(entries).await, 2.0);
+    let entries = "graphfront_cache_purged_entries_total{kind=\"site\"}";
+    assert_eq!(s.edge.metric(entries).await, 2.0);
+    // The other series exist from the start.
+    let metrics = s.edge.metrics().await;
+    for series in [
+        "graphfront_cache_purges_total{kind=\"mutation\",mode=\"soft\"} 0",
+        "graphfront_cache_purged_entries_total{kind=\"entity\"} 0",
+    ] {
+        assert!(metrics.contains(series), "{series}");
+    }
+}
+
+#[tokio::test]
+async fn a_soft_purge_serves_stale_while_the_entry_is_refreshed() {
+    let s = setup(
+        "default-ttl = \"60s\"\nstale-while-revalidate = \"60s\"",
+        &with_token(),
+    )
+    .await;
+    let version = |a: &Answer| a.body["data"]["getPost"]["version"].as_i64().unwrap();
+    s.cached("a.test", POST1).await;
+    let cached = s.query(POST1).await;
+    s.touch_upstream("1").await;
+
+    let p = s.purge(json!({"site": "a", "soft": true})).await;
+    assert_eq!(p.body, json!({"purged": 1, "kind": "site", "soft": true}));
+    let stale = s.query(POST1).await;
+    assert_eq!(stale.x_cache, "STALE");
+    assert_eq!(
+        version(&stale),
+        version(&cached),
+        "the old content, at once"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let a = s.query(POST1).await;
+        if a.x_cache == "HIT" && version(&a) == version(&cached) + 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never refreshed: {}", a.x_cache);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let soft = "graphfront_cache_purges_total{kind=\"site\",mode=\"soft\"}";
+    assert_eq!(s.edge.metric(soft).await, 1.0);
+}
+
+#[tokio::test]
+async fn purges_without_the_token_are_refused_and_change_nothing() {
+    let s = setup("default-ttl = \"60s\"", &with_token()).await;
+    s.cached("a.test", POST1).await;
+    let before = s.upstream_count();
+    let body = json!({"all": true}).to_string();
+    for auth in [
+        None,
+        Some("Bearer wrong-token-0123456789"),
+        Some(&format!("Bearer {TOKEN}x")[..]),
+        Some(&format!("Basic {TOKEN}")[..]),
+        Some("Bearer"),
+    ] {
+        let p = s.purge_raw(body.clone(), auth).await;
+        assert_eq!(p.status, 401, "{auth:?}");
+        assert!(p.body["error"].is_string(), "{auth:?}: {}", p.body);
+        let www = p.www_authenticate.unwrap_or_default();
+        assert!(www.starts_with("Bearer"), "{auth:?}: {www}");
+    }
+    assert_eq!(s.query(POST1).await.x_cache, "HIT");
+    assert_eq!(s.upstream_count(), before, "nothing was purged");
+    let purges = "graphfront_cache_purges_total{kind=\"all\",mode=\"hard\"}";
+    assert_eq!(s.edge.metric(purges).await, 0.0);
+    // The scheme is case-insensitive.
+    let p = s.purge_raw(body, Some(&format!("bearer {TOKEN}"))).await;
+    assert_eq!(p.body["purged"], 1);
+}
+
+#[tokio::test]
+async fn without_a_configured_token_purges_are_forbidden() {
+    let s = setup("default-ttl = \"60s\"", "").await;
+    s.cached("a.test", POST1).await;
+    let before = s.upstream_count();
+    for auth in [None, Some("Bearer anything-at-all-0123456789")] {
+        let p = s.purge_raw(json!({"all": true}).to_string(), auth).await;
+        assert_eq!(p.status, 403);
+        assert_eq!(
+            p.body,
+            json!({"error": "set [admin] token to enable purges"})
+        );
+    }
+    assert_eq!(s.query(POST1).await.x_cache, "HIT");
+    assert_eq!(s.upstream_count(), before);
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_with_a_json_error() {
+    let s = setup("default-ttl = \"60s\"", &with_token()).await;
+    s.cached("a.test", POST1).await;
+    let bearer = format!("Bearer {TOKEN}");
+    for (body, status) in [
+        ("not json".to_string(), 400),
+        ("{\"all\": true".to_string(), 400),
+        ("{}".to_string(), 400),
+        ("{\"everything\": true}".to_string(), 400),
+        ("{\"operation\": \"A\", \"field\": \"b\"}".to_string(), 400),
+        ("{\"ids\": [\"1\"]}".to_string(), 400),
+        ("{\"all\": true, \"soft\": \"yes\"}".to_string(), 400),
+        ("{\"site\": \"nope\"}".to_string(), 404),
+        ("{\"site\": \"nope\", \"type\": \"Post\"}".to_string(), 404),
+        (
+            format!("{{\"all\": true, \"pad\": \"{}\"}}", "x".repeat(70_000)),
+            413,
+        ),
+    ] {
+        let p = s.purge_raw(body.clone(), Some(&bearer)).await;
+        assert_eq!(
+            p.status,
+            status,
+            "{}: {}",
+            &body[..body.len().min(60)],
+            p.body
+        );
+        let error = p.body["error"].as_str().unwrap_or("");
+        assert!(!error.is_empty(), "{}", p.body);
+    }
+    let nope = s.purge(json!({"site": "nope"})).await;
+    assert_eq!(nope.body["error"], "no site is named `nope`");
+    let get = s
+        .admin
+        .get(format!("http://{}/admin/purge", s.edge.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 405);
+    assert_eq!(s.query(POST1).await.x_cache, "HIT", "nothing was purged");
+}
+
+// The purges by tag below need entries tagged from their responses (operation name, root
+// fields, `__typename`s and entities).
+
+#[tokio::test]
+async fn purges_by_tag_operation() {
+    let s = setup("default-ttl = \"60s\"", &with_token()).await;
+    s.cached("a.test", POST1).await;
+    s.cached("a.test", LIST1).await;
+    s.cached("b.test", POST1).await;
+    let p = s.purge(json!({"site": "a", "operation": "GetPost"})).await;
+    assert_eq!(
+        p.body,
+        json!({"purged": 1, "kind": "operation", "soft": false})
+    );
+    assert_eq!(s.query(POST1).await.x_cache, "MISS");
+    assert_eq!(s.query(LIST1).await.x_cache, "HIT");
+    assert_eq!(
+        s.query_on("b.test", POST1).await.x_cache,
+        "HIT",
+        "site b kept"
+    );
+    // Without a site: every site.
+    let p = s.purge(json!({"operation": "GetPost"})).await;
+    assert_eq!(p.body["purged"], 2);
+}
+
+#[tokio::test]
+async fn purges_by_tag_field() {
+    let s = setup("default-ttl = \"60s\"", &with_token()).await;
+    s.cached("a.test", POST1).await;
+    s.cached("a.test", POST2).await;
+    s.cached("a.test", LIST1).await;
+    let p = s.purge(json!({"site": "a", "field": "getPost"})).await;
+    assert_eq!(p.body, json!({"purged": 2, "kind": "field", "soft": false}));
+    assert_eq!(s.query(POST1).await.x_cache, "MISS");
+    assert_eq!(s.query(POST2).await.x_cache, "MISS");
+    assert_eq!(s.query(LIST1).await.x_cache, "HIT");
+    // `Query.` as in cache rules.
+    let p = s.purge(json!({"field": "Query.listPosts"})).await;
+    assert_eq!(p.body["purged"], 1);
+}
+
+#[tokio::test]
+async fn purges_by_tag_type() {
+    let s = setup("default-ttl = \"60s\"", &with_token()).await;
+    s.cached("a.test", POST1).await;
+    s.cached("a.test", LIST1).await;
+    s.cached("a.test", HELLO).await;
+    let p = s.purge(json!({"type": "Post", "soft": true})).await;
+    assert_eq!(p.body, json!({"purged": 2, "kind": "type", "soft": true}));
+    // Soft, without stale-while-revalidate: fetched again at once.
+    assert_eq!(s.query(POST1).await.x_cache, "MISS");
+    assert_eq!(s.query(LIST1).await.x_cache, "MISS");
+    assert_eq!(s.query(HELLO).await.x_cache, "HIT");
+}
+
+#[tokio::test]
+async fn purges_by_tag_entity() {
+    let s = setup("default-ttl = \"60s\"", &with_token()).await;
+    s.cached("a.test", POST1).await;
+    s.cached("a.test", POST2).await;
+    s.cached("a.test", LIST1).await;
+    let p = s
+        .purge(json!({"site": "a", "type": "Post", "ids": ["1"]}))
+        .await;
+    assert_eq!(
+        p.body,
+        json!({"purged": 2, "kind": "entity", "soft": false})
+    );
+    assert_eq!(s.query(POST1).await.x_cache, "MISS");
+    assert_eq!(s.query(LIST1).await.x_cache, "MISS", "it holds Post 1");
+    assert_eq!(s.query(POST2).await.x_cache, "HIT");
+    let p = s.purge(json!({"type": "Post", "ids": [2, "3"]})).await;
+    assert_eq!(p.body["purged"], 1);
+    let entity = "graphfront_cache_purged_entries_total{kind=\"entity\"}";
+    assert_eq!(s.edge.metric(entity).await, 3.0);
+}

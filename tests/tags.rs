@@ -1,0 +1,135 @@
+//! Cache tags and invalidation by mutations, against the AppSync simulator: the upstream gets
+//! `__typename`s the client never sees; a mutation returning an entity purges the cached
+//! responses holding that entity and leaves the others cached.
+//!
+//! Needs node and `npm ci --prefix tests/js`.
+
+mod common;
+
+use common::appsync::{AppSyncSim, AppSyncSite};
+use common::gql;
+use serde_json::{json, Value};
+
+const API_KEY: &str = "da2-appsyncsimappsyncsimappsy";
+
+async fn setup(cache: &str) -> (AppSyncSim, AppSyncSite) {
+    let sim = AppSyncSim::start(API_KEY, None).await;
+    let extra = format!(
+        "[site.auth]\n[[site.auth.api-key]]\nid = \"web\"\nkey = \"{API_KEY}\"\n\
+         [site.cache]\ndefault-ttl = \"5m\"\n{cache}\n"
+    );
+    let site = AppSyncSite::start(&sim, &extra).await;
+    (sim, site)
+}
+
+/// POST `query` with the key: status, x-cache, body.
+async fn ask(site: &AppSyncSite, query: &str) -> (u16, String, Value) {
+    let r = site
+        .client
+        .post(site.url())
+        .header("content-type", "application/json")
+        .header("x-api-key", API_KEY)
+        .body(gql(query))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let cache = r
+        .headers()
+        .get("x-cache")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (status, cache, r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_mutation_purges_the_cached_responses_holding_its_entity_only() {
+    let (sim, site) = setup("").await;
+    let get = |id: &str| format!(r#"{{ getPost(id: "{id}") {{ title }} }}"#);
+
+    let (status, cache, body) = ask(&site, &get("1")).await;
+    assert_eq!((status, cache.as_str()), (200, "MISS"));
+    // Exactly the shape asked for, though the upstream was asked for __typename.
+    assert_eq!(
+        body,
+        json!({"data": {"getPost": {"title": "First post"}}}),
+        "{body}"
+    );
+    let upstream_saw = sim.stats().await.last_body.unwrap();
+    assert!(upstream_saw.contains("__typename"), "{upstream_saw}");
+    assert_eq!(ask(&site, &get("1")).await.1, "HIT");
+    assert_eq!(ask(&site, &get("2")).await.1, "MISS");
+    let (_, cache, body) = ask(&site, &get("2")).await;
+    assert_eq!(cache, "HIT");
+    assert_eq!(
+        body["data"]["getPost"].as_object().unwrap().len(),
+        1,
+        "{body}"
+    );
+
+    // A mutation returning Post 1: its own response has no __typename either.
+    let (status, _, body) = ask(
+        &site,
+        r#"mutation { createPost(id: "1", title: "Edited") { id title } }"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        json!({"data": {"createPost": {"id": "1", "title": "Edited"}}})
+    );
+
+    // getPost(1) is fetched again (and sees the edit); getPost(2) is still cached.
+    let before = sim.stats().await.graphql_requests;
+    let (_, cache, body) = ask(&site, &get("1")).await;
+    assert_eq!(cache, "MISS");
+    assert_eq!(body["data"]["getPost"]["title"], "Edited");
+    assert_eq!(ask(&site, &get("2")).await.1, "HIT");
+    assert_eq!(sim.stats().await.graphql_requests, before + 1);
+    let purged = site
+        .edge
+        .metric(r#"graphfront_cache_purged_entries_total{kind="mutation"}"#)
+        .await;
+    assert_eq!(purged, 1.0);
+}
+
+#[tokio::test]
+async fn per_mutation_rules_purge_types_and_listed_root_fields() {
+    let (_sim, site) = setup(
+        "[[site.cache.mutation]]\nfield = \"createPost\"\ninvalidate = \"none\"\npurge-fields = [\"listPosts\"]\n",
+    )
+    .await;
+    let list = "{ listPosts { id title } }";
+    let get = r#"{ getPost(id: "2") { title } }"#;
+    assert_eq!(ask(&site, list).await.1, "MISS");
+    assert_eq!(ask(&site, list).await.1, "HIT");
+    assert_eq!(ask(&site, get).await.1, "MISS");
+    let (_, _, body) = ask(&site, list).await;
+    // Asked without __typename: none anywhere in the list.
+    assert!(!body.to_string().contains("__typename"), "{body}");
+
+    // createPost(id 2) returns Post 2, but the rule purges listPosts only.
+    ask(
+        &site,
+        r#"mutation { createPost(id: "9", title: "New") { id } }"#,
+    )
+    .await;
+    let (_, cache, body) = ask(&site, list).await;
+    assert_eq!(cache, "MISS");
+    assert!(body.to_string().contains("New"), "{body}");
+    assert_eq!(ask(&site, get).await.1, "HIT");
+}
+
+#[tokio::test]
+async fn clients_asking_for_typename_keep_it_where_they_asked() {
+    let (_sim, site) = setup("").await;
+    let q =
+        r#"query P { getPost(id: "1") { __typename title ...A } } fragment A on Post { author }"#;
+    let (_, _, body) = ask(&site, q).await;
+    assert_eq!(
+        body,
+        json!({"data": {"getPost": {"__typename": "Post", "title": "First post", "author": "alice"}}})
+    );
+    let (_, cache, again) = ask(&site, q).await;
+    assert_eq!((cache.as_str(), &again), ("HIT", &body));
+}
