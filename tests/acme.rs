@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -92,6 +93,16 @@ async fn wait_for(
     }
 }
 
+/// The ACME account's directory in graphfront's state (the only one: one CA).
+fn account_dir(edge: &Edge) -> PathBuf {
+    std::fs::read_dir(edge.dir.path().join("state/acme"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path()
+}
+
 fn serving(s: &Value) -> bool {
     s["serving"] == true
 }
@@ -147,13 +158,14 @@ impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
         Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
     }
+    /// As for TLS 1.2: any signature.
     fn verify_tls13_signature(
         &self,
-        _: &[u8],
-        _: &rustls::pki_types::CertificateDer<'_>,
-        _: &rustls::DigitallySignedStruct,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        Ok(rustls::client::danger::HandshakeSignatureValid::assertion())
+        self.verify_tls12_signature(message, cert, dss)
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         rustls::crypto::ring::default_provider()
@@ -233,16 +245,10 @@ async fn a_restart_reuses_the_stored_account_and_certificate() {
     let (_pebble, mut edge, _up) =
         pebble_and_edge(None, |up| acme_site("a", &["r.test"], None, up), "").await;
     wait_for(&edge, "a", Duration::from_secs(30), serving).await;
-    let state = edge.dir.path().join("state/acme");
-    let account = std::fs::read_dir(&state)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let account = account_dir(&edge);
     let account_json = std::fs::read(account.join("account.json")).unwrap();
     let before = served_leaf(&edge, "r.test").await.unwrap();
-    let mode = |p: std::path::PathBuf| {
+    let mode = |p: PathBuf| {
         use std::os::unix::fs::PermissionsExt;
         std::fs::metadata(p).unwrap().permissions().mode() & 0o777
     };
@@ -311,13 +317,7 @@ async fn a_due_certificate_is_renewed_in_place_and_survives_a_ca_outage() {
         "{waits:?}"
     );
     assert!(waits[0] < waits[1] && waits[1] < waits[2], "{waits:?}");
-    let last = std::fs::read_dir(edge.dir.path().join("state/acme"))
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path()
-        .join("sites/a/cert.pem");
+    let last = account_dir(&edge).join("sites/a/cert.pem");
     let stored = std::fs::read(last).unwrap();
     let stored_leaf = rustls_pemfile::certs(&mut &stored[..])
         .next()

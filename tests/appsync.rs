@@ -7,8 +7,9 @@
 
 mod common;
 
-use common::appsync::{AppSyncSim, AppSyncSite};
+use common::appsync::AppSyncSim;
 use common::issuer::{now, IssuerServer, SigningKey};
+use common::ApiSite;
 use graphfront::demo::TestCa;
 use serde_json::{json, Value};
 
@@ -26,7 +27,7 @@ key = "{API_KEY}"
 }
 
 /// POST a GraphQL `body` to the site with `headers`; the status and the JSON body.
-async fn send(site: &AppSyncSite, headers: &[(&str, &str)], body: Value) -> (u16, Value) {
+async fn send(site: &ApiSite, headers: &[(&str, &str)], body: Value) -> (u16, Value) {
     post(&site.client, &site.url(), headers, body).await
 }
 
@@ -53,7 +54,7 @@ async fn post(
 #[tokio::test]
 async fn a_query_with_the_api_key_returns_the_simulators_data() {
     let sim = AppSyncSim::start(API_KEY, None).await;
-    let site = AppSyncSite::start(&sim, &api_key_auth()).await;
+    let site = sim.site(&api_key_auth()).await;
     let before = sim.stats().await;
 
     let query = r#"query Posts { getPost(id: "1") { id title author } listPosts { id } }"#;
@@ -97,7 +98,7 @@ async fn a_query_with_the_api_key_returns_the_simulators_data() {
 #[tokio::test]
 async fn a_wrong_api_key_is_refused_at_the_edge_as_appsync_would() {
     let sim = AppSyncSim::start(API_KEY, None).await;
-    let site = AppSyncSite::start(&sim, &api_key_auth()).await;
+    let site = sim.site(&api_key_auth()).await;
     let wrong = "da2-wrongwrongwrongwrongwron";
     let query = json!({ "query": "{ listPosts { id } }" });
 
@@ -135,7 +136,7 @@ async fn a_wrong_api_key_is_refused_at_the_edge_as_appsync_would() {
 #[tokio::test]
 async fn a_mutation_through_the_edge_reaches_the_simulator() {
     let sim = AppSyncSim::start(API_KEY, None).await;
-    let site = AppSyncSite::start(&sim, &api_key_auth()).await;
+    let site = sim.site(&api_key_auth()).await;
     let key = [("x-api-key", API_KEY)];
     let before = sim.stats().await;
 
@@ -188,7 +189,7 @@ client-id = "web-app"
         ca_file.path().display(),
         api_key_auth()
     );
-    let site = AppSyncSite::start(&sim, &extra).await;
+    let site = sim.site(&extra).await;
 
     let t = now();
     let claims = json!({ "iss": iss, "sub": "alice", "aud": "web-app", "exp": t + 600, "iat": t });

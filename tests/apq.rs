@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{site, Edge, SiteCerts, Upstream};
+use common::{header, ApiSite, Edge, SiteCerts, Upstream};
 use serde_json::{json, Value};
 
 const QUERY: &str = "query GetPost($id: ID!) { getPost(id: $id) { id title } }";
@@ -23,15 +23,11 @@ struct Setup {
 /// Site `api` on `api.test` with `extra` appended to its table.
 async fn setup(extra: &str) -> Setup {
     let up = Upstream::start(true).await;
-    let certs = SiteCerts::new();
-    let (c, k) = certs.write("api", &["api.test"]);
-    let extra = format!("upstream-ca-file = \"{}\"\n{extra}", up.ca_file().display());
-    let edge = Edge::start(
-        &site("api", &["api.test"], &up.url("/graphql"), &c, &k, &extra),
-        "",
-    )
-    .await;
-    let client = edge.client(&certs.ca_pem(), &["api.test"], true);
+    let ApiSite {
+        certs,
+        edge,
+        client,
+    } = ApiSite::start(&up, SiteCerts::new(), extra).await;
     Setup {
         up,
         certs,
@@ -48,18 +44,10 @@ struct Answer {
 }
 
 async fn answer(r: reqwest::Response) -> Answer {
-    let h = |n: &str| {
-        r.headers()
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string()
-    };
-    let (x_cache, cache_control) = (h("x-cache"), h("cache-control"));
     Answer {
         status: r.status().as_u16(),
-        x_cache,
-        cache_control,
+        x_cache: header(&r, "x-cache"),
+        cache_control: header(&r, "cache-control"),
         body: r.json().await.unwrap_or(Value::Null),
     }
 }

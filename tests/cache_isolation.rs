@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{site, Edge, SiteCerts, Upstream};
+use common::cache::CachedSites;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use serde_json::{json, Value};
@@ -19,20 +19,13 @@ const OPERATIONS: [&str; 3] = [
 #[test]
 fn no_response_reaches_another_principal() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (up, certs, edge) = rt.block_on(async {
-        let up = Upstream::start(true).await;
-        let certs = SiteCerts::new();
-        let (c, k) = certs.write("sites", &["a.test", "b.test"]);
-        let extra = format!(
-            "upstream-ca-file = \"{}\"\n[site.cache]\ndefault-ttl = \"60s\"\nprincipal-header = \"x-principal\"\n[[site.cache.rule]]\nfield = \"Query.whoami\"\nttl = \"60s\"\nscope = \"principal\"\n",
-            up.ca_file().display()
-        );
-        let sites = site("a", &["a.test"], &up.url("/graphql"), &c, &k, &extra)
-            + &site("b", &["b.test"], &up.url("/graphql"), &c, &k, &extra);
-        let edge = Edge::start(&sites, "").await;
-        (up, certs, edge)
-    });
-    let client = edge.client(&certs.ca_pem(), &["a.test", "b.test"], false);
+    let cache = "default-ttl = \"60s\"\nprincipal-header = \"x-principal\"\n[[site.cache.rule]]\nfield = \"Query.whoami\"\nttl = \"60s\"\nscope = \"principal\"";
+    let CachedSites {
+        up,
+        certs: _certs,
+        edge,
+        client,
+    } = rt.block_on(CachedSites::start(cache, ""));
     let step = (0..2usize, 0..PRINCIPALS.len(), 0..OPERATIONS.len(), 0..3i64);
     let mut runner = TestRunner::new(Config {
         cases: 32,

@@ -6,7 +6,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{post_gql, ApiSite, SiteCerts, Upstream};
+use common::{post_gql, post_gql_with_key, ApiSite, SiteCerts, Upstream};
 use serde_json::Value;
 
 const DASHBOARD: &str = include_str!("../conf/grafana/graphfront.json");
@@ -106,14 +106,7 @@ ttl = "60s"
         ),
         ("{ hello }", "da2-wrong"),
     ] {
-        let r = client
-            .post(&url)
-            .header("content-type", "application/json")
-            .header("x-api-key", key)
-            .body(common::gql(query))
-            .send()
-            .await
-            .unwrap();
+        let r = post_gql_with_key(client, &url, key, query).await.unwrap();
         assert!(
             r.status().is_success() || r.status() == 401,
             "{}",

@@ -5,52 +5,14 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-use common::{https_client, site, Edge, SiteCerts, Upstream};
+use common::cache::CachedSites;
+use common::{https_client, post_gql};
 use serde_json::{json, Value};
 
 const TOKEN: &str = "purge-token-0123456789";
 
-struct Setup {
-    up: Upstream,
-    _certs: SiteCerts,
-    edge: Edge,
-    client: reqwest::Client,
-    admin: reqwest::Client,
-}
-
-/// Sites `a` (`a.test`) and `b` (`b.test`) on one upstream, with `cache` as their
-/// `[site.cache]` body and `global` as top-level TOML (`[admin]`).
-async fn setup(cache: &str, global: &str) -> Setup {
-    let up = Upstream::start(true).await;
-    let certs = SiteCerts::new();
-    let (c, k) = certs.write("sites", &["a.test", "b.test"]);
-    let extra = format!(
-        "upstream-ca-file = \"{}\"\n[site.cache]\n{cache}\n",
-        up.ca_file().display()
-    );
-    let sites = site("a", &["a.test"], &up.url("/graphql"), &c, &k, &extra)
-        + &site("b", &["b.test"], &up.url("/graphql"), &c, &k, &extra);
-    let edge = Edge::start(&sites, global).await;
-    let client = edge.client(&certs.ca_pem(), &["a.test", "b.test"], false);
-    Setup {
-        up,
-        _certs: certs,
-        edge,
-        client,
-        admin: reqwest::Client::new(),
-    }
-}
-
 fn with_token() -> String {
     format!("[admin]\ntoken = \"{TOKEN}\"")
-}
-
-struct Answer {
-    status: u16,
-    x_cache: String,
-    body: Value,
 }
 
 struct Purged {
@@ -59,33 +21,8 @@ struct Purged {
     body: Value,
 }
 
-impl Setup {
-    async fn query_on(&self, host: &str, q: &str) -> Answer {
-        let r = self
-            .client
-            .post(self.edge.url(host, "/graphql"))
-            .header("content-type", "application/json")
-            .body(json!({ "query": q }).to_string())
-            .send()
-            .await
-            .unwrap();
-        let x_cache = r
-            .headers()
-            .get("x-cache")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        Answer {
-            status: r.status().as_u16(),
-            x_cache,
-            body: r.json().await.unwrap_or(Value::Null),
-        }
-    }
-
-    async fn query(&self, q: &str) -> Answer {
-        self.query_on("a.test", q).await
-    }
-
+/// Caching entries, purging them through the admin listener, changing the upstream.
+impl CachedSites {
     /// Query `q` until it is cached: a MISS, then a HIT.
     async fn cached(&self, host: &str, q: &str) {
         assert_eq!(self.query_on(host, q).await.x_cache, "MISS", "{q}");
@@ -94,8 +31,7 @@ impl Setup {
 
     /// POST `body` to the purge endpoint with `authorization` (if any).
     async fn purge_raw(&self, body: String, authorization: Option<&str>) -> Purged {
-        let mut req = self
-            .admin
+        let mut req = reqwest::Client::new()
             .post(format!("http://{}/admin/purge", self.edge.admin))
             .header("content-type", "application/json")
             .body(body);
@@ -119,19 +55,11 @@ impl Setup {
         self.purge_raw(body.to_string(), Some(&bearer)).await
     }
 
-    fn upstream_count(&self) -> usize {
-        self.up.recorder.count()
-    }
-
     /// Change post `id` at the upstream directly (not through the edge).
     async fn touch_upstream(&self, id: &str) {
         let client = https_client(self.up.addr, &self.up.ca.ca_pem(), &["localhost"], true);
         let q = format!("mutation {{ touchPost(id: \"{id}\") {{ id }} }}");
-        let r = client
-            .post(self.up.url("/graphql"))
-            .header("content-type", "application/json")
-            .body(json!({ "query": q }).to_string())
-            .send()
+        let r = post_gql(&client, &self.up.url("/graphql"), &q)
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
@@ -145,7 +73,7 @@ const HELLO: &str = "{ hello }";
 
 #[tokio::test]
 async fn purging_everything_or_a_site_makes_the_next_request_a_miss() {
-    let s = setup("default-ttl = \"60s\"", &with_token()).await;
+    let s = CachedSites::start("default-ttl = \"60s\"", &with_token()).await;
     s.cached("a.test", POST1).await;
     s.cached("b.test", POST1).await;
     let before = s.upstream_count();
@@ -189,41 +117,25 @@ async fn purging_everything_or_a_site_makes_the_next_request_a_miss() {
 
 #[tokio::test]
 async fn a_soft_purge_serves_stale_while_the_entry_is_refreshed() {
-    let s = setup(
+    let s = CachedSites::start(
         "default-ttl = \"60s\"\nstale-while-revalidate = \"60s\"",
         &with_token(),
     )
     .await;
-    let version = |a: &Answer| a.body["data"]["getPost"]["version"].as_i64().unwrap();
     s.cached("a.test", POST1).await;
     let cached = s.query(POST1).await;
     s.touch_upstream("1").await;
 
     let p = s.purge(json!({"site": "a", "soft": true})).await;
     assert_eq!(p.body, json!({"purged": 1, "kind": "site", "soft": true}));
-    let stale = s.query(POST1).await;
-    assert_eq!(stale.x_cache, "STALE");
-    assert_eq!(
-        version(&stale),
-        version(&cached),
-        "the old content, at once"
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let a = s.query(POST1).await;
-        if a.x_cache == "HIT" && version(&a) == version(&cached) + 1 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never refreshed: {}", a.x_cache);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    s.stale_then_refreshed(POST1, &cached).await;
     let soft = "graphfront_cache_purges_total{kind=\"site\",mode=\"soft\"}";
     assert_eq!(s.edge.metric(soft).await, 1.0);
 }
 
 #[tokio::test]
 async fn purges_without_the_token_are_refused_and_change_nothing() {
-    let s = setup("default-ttl = \"60s\"", &with_token()).await;
+    let s = CachedSites::start("default-ttl = \"60s\"", &with_token()).await;
     s.cached("a.test", POST1).await;
     let before = s.upstream_count();
     let body = json!({"all": true}).to_string();
@@ -251,7 +163,7 @@ async fn purges_without_the_token_are_refused_and_change_nothing() {
 
 #[tokio::test]
 async fn without_a_configured_token_purges_are_forbidden() {
-    let s = setup("default-ttl = \"60s\"", "").await;
+    let s = CachedSites::start("default-ttl = \"60s\"", "").await;
     s.cached("a.test", POST1).await;
     let before = s.upstream_count();
     for auth in [None, Some("Bearer anything-at-all-0123456789")] {
@@ -268,7 +180,7 @@ async fn without_a_configured_token_purges_are_forbidden() {
 
 #[tokio::test]
 async fn bad_requests_are_refused_with_a_json_error() {
-    let s = setup("default-ttl = \"60s\"", &with_token()).await;
+    let s = CachedSites::start("default-ttl = \"60s\"", &with_token()).await;
     s.cached("a.test", POST1).await;
     let bearer = format!("Bearer {TOKEN}");
     for (body, status) in [
@@ -299,8 +211,7 @@ async fn bad_requests_are_refused_with_a_json_error() {
     }
     let nope = s.purge(json!({"site": "nope"})).await;
     assert_eq!(nope.body["error"], "no site is named `nope`");
-    let get = s
-        .admin
+    let get = reqwest::Client::new()
         .get(format!("http://{}/admin/purge", s.edge.admin))
         .send()
         .await
@@ -314,7 +225,7 @@ async fn bad_requests_are_refused_with_a_json_error() {
 
 #[tokio::test]
 async fn purges_by_tag_operation() {
-    let s = setup("default-ttl = \"60s\"", &with_token()).await;
+    let s = CachedSites::start("default-ttl = \"60s\"", &with_token()).await;
     s.cached("a.test", POST1).await;
     s.cached("a.test", LIST1).await;
     s.cached("b.test", POST1).await;
@@ -337,7 +248,7 @@ async fn purges_by_tag_operation() {
 
 #[tokio::test]
 async fn purges_by_tag_field() {
-    let s = setup("default-ttl = \"60s\"", &with_token()).await;
+    let s = CachedSites::start("default-ttl = \"60s\"", &with_token()).await;
     s.cached("a.test", POST1).await;
     s.cached("a.test", POST2).await;
     s.cached("a.test", LIST1).await;
@@ -353,7 +264,7 @@ async fn purges_by_tag_field() {
 
 #[tokio::test]
 async fn purges_by_tag_type() {
-    let s = setup("default-ttl = \"60s\"", &with_token()).await;
+    let s = CachedSites::start("default-ttl = \"60s\"", &with_token()).await;
     s.cached("a.test", POST1).await;
     s.cached("a.test", LIST1).await;
     s.cached("a.test", HELLO).await;
@@ -367,7 +278,7 @@ async fn purges_by_tag_type() {
 
 #[tokio::test]
 async fn purges_by_tag_entity() {
-    let s = setup("default-ttl = \"60s\"", &with_token()).await;
+    let s = CachedSites::start("default-ttl = \"60s\"", &with_token()).await;
     s.cached("a.test", POST1).await;
     s.cached("a.test", POST2).await;
     s.cached("a.test", LIST1).await;

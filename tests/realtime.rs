@@ -3,70 +3,60 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{gql, site, Edge, SiteCerts, Upstream};
+use common::ws::tls_connect;
+use common::{post_gql, site, Edge, SiteCerts, Upstream};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
-fn tls_connector(ca_pem: &str) -> tokio_rustls::TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-}
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
 
-#[tokio::test]
-async fn a_subscription_through_the_realtime_path_receives_mutation_events() {
-    let up = Upstream::start(false).await;
+/// graphfront's site `rt` on `rt.test` in front of `up`, with `extra` TOML in the site's table.
+async fn rt_site(up: &Upstream, extra: &str) -> (SiteCerts, Edge) {
     let certs = SiteCerts::new();
     let (c, k) = certs.write("rt", &["rt.test"]);
-    let realtime = format!(
-        "realtime-upstream = \"ws://localhost:{}/graphql/ws\"\n",
-        up.addr.port()
-    );
     let edge = Edge::start(
-        &site("rt", &["rt.test"], &up.url("/graphql"), &c, &k, &realtime),
+        &site("rt", &["rt.test"], &up.url("/graphql"), &c, &k, extra),
         "",
     )
     .await;
+    (certs, edge)
+}
 
-    let tcp = tokio::net::TcpStream::connect(edge.https).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("rt.test").unwrap();
-    let tls = tls_connector(&certs.ca_pem())
-        .connect(name, tcp)
-        .await
-        .unwrap();
-    let mut request = edge
-        .url("rt.test", "/graphql/realtime")
-        .replace("https", "wss")
-        .into_client_request()
-        .unwrap();
+/// A graphql-transport-ws WebSocket to `path` on `rt.test` (the upgrade request carrying
+/// `headers` too), its subprotocol checked and the connection initialised.
+async fn open(edge: &Edge, certs: &SiteCerts, path: &str, headers: &[(&'static str, &str)]) -> Ws {
+    let tls = tls_connect(edge.https, "rt.test", &certs.ca_pem()).await;
+    let mut request = edge.ws_url("rt.test", path).into_client_request().unwrap();
     request.headers_mut().insert(
         "sec-websocket-protocol",
         "graphql-transport-ws".parse().unwrap(),
     );
+    for (name, value) in headers {
+        request.headers_mut().insert(*name, value.parse().unwrap());
+    }
     let (mut ws, response) = tokio_tungstenite::client_async(request, tls).await.unwrap();
     assert_eq!(
         response.headers()["sec-websocket-protocol"],
         "graphql-transport-ws"
     );
-
     ws.send(Message::text(r#"{"type":"connection_init","payload":{}}"#))
         .await
         .unwrap();
     let ack = ws.next().await.unwrap().unwrap();
     assert!(ack.to_text().unwrap().contains("connection_ack"), "{ack:?}");
+    ws
+}
+
+#[tokio::test]
+async fn a_subscription_through_the_realtime_path_receives_mutation_events() {
+    let up = Upstream::start(false).await;
+    let (certs, edge) = rt_site(&up, &up.realtime_toml()).await;
+
+    let mut ws = open(&edge, &certs, "/graphql/realtime", &[]).await;
     ws.send(Message::text(
         r#"{"id":"1","type":"subscribe","payload":{"query":"subscription { onCreatePost { id title } }"}}"#,
     ))
@@ -75,10 +65,7 @@ async fn a_subscription_through_the_realtime_path_receives_mutation_events() {
 
     // The upstream path received the upgrade at the configured realtime endpoint.
     let upgrade = up
-        .recorder
-        .requests()
-        .into_iter()
-        .find(|r| r.uri.starts_with("/graphql/ws"))
+        .request_to("/graphql/ws")
         .expect("upgrade reached the upstream");
     assert_eq!(
         upgrade.headers["host"],
@@ -89,13 +76,8 @@ async fn a_subscription_through_the_realtime_path_receives_mutation_events() {
     let client = edge.client(&certs.ca_pem(), &["rt.test"], true);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let r = client
-            .post(edge.url("rt.test", "/graphql"))
-            .header("content-type", "application/json")
-            .body(gql(
-                "mutation { createPost(title: \"through the edge\") { id } }",
-            ))
-            .send()
+        let mutation = "mutation { createPost(title: \"through the edge\") { id } }";
+        let r = post_gql(&client, &edge.url("rt.test", "/graphql"), mutation)
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
@@ -135,13 +117,7 @@ async fn a_subscription_through_the_realtime_path_receives_mutation_events() {
 #[tokio::test]
 async fn the_realtime_path_refuses_plain_requests() {
     let up = Upstream::start(false).await;
-    let certs = SiteCerts::new();
-    let (c, k) = certs.write("rt", &["rt.test"]);
-    let edge = Edge::start(
-        &site("rt", &["rt.test"], &up.url("/graphql"), &c, &k, ""),
-        "",
-    )
-    .await;
+    let (certs, edge) = rt_site(&up, "").await;
     let r = edge
         .client(&certs.ca_pem(), &["rt.test"], true)
         .get(edge.url("rt.test", "/graphql/realtime"))
@@ -160,51 +136,16 @@ async fn the_realtime_path_refuses_plain_requests() {
 #[tokio::test]
 async fn other_websocket_paths_are_forwarded_as_is_within_the_caps() {
     let up = Upstream::start(false).await;
-    let certs = SiteCerts::new();
-    let (c, k) = certs.write("rt", &["rt.test"]);
     let extra = "[site.websocket]\npaths = [\"/graphql/ws\"]\nmax-frame = \"1KiB\"\n";
-    let edge = Edge::start(
-        &site("rt", &["rt.test"], &up.url("/graphql"), &c, &k, extra),
-        "",
-    )
-    .await;
-    let tcp = tokio::net::TcpStream::connect(edge.https).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("rt.test").unwrap();
-    let tls = tls_connector(&certs.ca_pem())
-        .connect(name, tcp)
-        .await
-        .unwrap();
-    let mut request = edge
-        .url("rt.test", "/graphql/ws")
-        .replace("https", "wss")
-        .into_client_request()
-        .unwrap();
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
+    let (certs, edge) = rt_site(&up, extra).await;
     // Clients offer compression; the edge reads frames, so it is never negotiated.
-    request.headers_mut().insert(
+    let extensions = [(
         "sec-websocket-extensions",
-        "permessage-deflate; client_max_window_bits"
-            .parse()
-            .unwrap(),
-    );
-    let (mut ws, response) = tokio_tungstenite::client_async(request, tls).await.unwrap();
-    assert_eq!(
-        response.headers()["sec-websocket-protocol"],
-        "graphql-transport-ws"
-    );
-    ws.send(Message::text(r#"{"type":"connection_init","payload":{}}"#))
-        .await
-        .unwrap();
-    let ack = ws.next().await.unwrap().unwrap();
-    assert!(ack.to_text().unwrap().contains("connection_ack"), "{ack:?}");
+        "permessage-deflate; client_max_window_bits",
+    )];
+    let mut ws = open(&edge, &certs, "/graphql/ws", &extensions).await;
     let upgrade = up
-        .recorder
-        .requests()
-        .into_iter()
-        .find(|r| r.uri.starts_with("/graphql/ws"))
+        .request_to("/graphql/ws")
         .expect("the upgrade reached the upstream on the same path");
     assert!(!upgrade.headers.contains_key("sec-websocket-extensions"));
 

@@ -11,9 +11,9 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::appsync::{AppSyncSim, AppSyncSite};
+use common::appsync::AppSyncSim;
 use common::realtime::{realtime_stats, Mode, RealtimeClient};
-use common::{gql, site, Edge, SiteCerts, Upstream};
+use common::{post_gql, post_gql_with_key, ApiSite, SiteCerts, Upstream};
 use serde_json::{json, Value};
 
 const API_KEY: &str = "da2-appsyncsimappsyncsimappsy";
@@ -47,7 +47,7 @@ fn ca_file(certs: &SiteCerts) -> PathBuf {
 /// carrying the key, then the `start` message carrying it again.
 async fn appsync_client_receives_a_mutation_event(mode: Mode) {
     let sim = AppSyncSim::start(API_KEY, None).await;
-    let site = AppSyncSite::start(&sim, &appsync_site_extra(&sim)).await;
+    let site = sim.site(&appsync_site_extra(&sim)).await;
     let ca = ca_file(&site.certs);
     let before = realtime_stats(&sim).await;
 
@@ -67,13 +67,7 @@ async fn appsync_client_receives_a_mutation_event(mode: Mode) {
     let mutation = format!(
         r#"mutation {{ createPost(id: "{id}", title: "Live", author: "carol") {{ id title author }} }}"#
     );
-    let r = site
-        .client
-        .post(site.url())
-        .header("content-type", "application/json")
-        .header("x-api-key", API_KEY)
-        .body(gql(&mutation))
-        .send()
+    let r = post_gql_with_key(&site.client, &site.url(), API_KEY, &mutation)
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
@@ -177,19 +171,15 @@ async fn amplify_v6_client_receives_mutation_events() {
 #[tokio::test]
 async fn graphql_ws_client_receives_mutation_events_from_a_graphql_transport_ws_upstream() {
     let up = Upstream::start(false).await;
-    let certs = SiteCerts::new();
-    let (c, k) = certs.write("api", &["api.test"]);
-    let realtime = format!(
-        "realtime-upstream = \"ws://localhost:{}/graphql/ws\"\n",
-        up.addr.port()
-    );
-    let edge = Edge::start(
-        &site("api", &["api.test"], &up.url("/graphql"), &c, &k, &realtime),
-        "",
+    let site = ApiSite::start_with(
+        &up.url("/graphql"),
+        SiteCerts::new(),
+        &up.realtime_toml(),
+        "0s",
     )
     .await;
-    let ca = ca_file(&certs);
-    let url = edge.url("api.test", "/graphql");
+    let ca = ca_file(&site.certs);
+    let url = site.url();
 
     let mut client = RealtimeClient::start(
         Mode::GraphqlWs,
@@ -197,7 +187,7 @@ async fn graphql_ws_client_receives_mutation_events_from_a_graphql_transport_ws_
         "",
         "subscription { onCreatePost { id title } }",
         &ca,
-        edge.https.port(),
+        site.edge.https.port(),
     );
     client
         .wait_subscribed(Instant::now() + SUBSCRIBE_DEADLINE)
@@ -205,18 +195,10 @@ async fn graphql_ws_client_receives_mutation_events_from_a_graphql_transport_ws_
 
     // graphql-transport-ws acknowledges the connection, never the subscription: mutations
     // through graphfront until the subscription (registered asynchronously) sees one.
-    let http = edge.client(&certs.ca_pem(), &["api.test"], true);
     let deadline = Instant::now() + EVENT_DEADLINE;
     let event = loop {
-        let r = http
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(gql(
-                "mutation { createPost(title: \"through the edge\") { id } }",
-            ))
-            .send()
-            .await
-            .unwrap();
+        let mutation = "mutation { createPost(title: \"through the edge\") { id } }";
+        let r = post_gql(&site.client, &url, mutation).await.unwrap();
         assert_eq!(r.status(), 200);
         let wait = (Instant::now() + Duration::from_millis(300)).min(deadline);
         if let Some(event) = client.try_next_event(wait).await {
@@ -239,10 +221,7 @@ async fn graphql_ws_client_receives_mutation_events_from_a_graphql_transport_ws_
         [json!({ "protocol": "graphql-transport-ws" })]
     );
     let upgrade = up
-        .recorder
-        .requests()
-        .into_iter()
-        .find(|r| r.uri.starts_with("/graphql/ws"))
+        .request_to("/graphql/ws")
         .expect("the upgrade reached the upstream's graphql-transport-ws endpoint");
     assert_eq!(
         upgrade.headers["sec-websocket-protocol"],

@@ -7,14 +7,13 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use common::appsync::{AppSyncSim, AppSyncSite};
-use common::gql;
+use common::appsync::AppSyncSim;
 use common::realtime::realtime_stats;
-use common::{site as site_table, Edge, EdgeAddrs, SiteCerts};
+use common::ws::tls_connect;
+use common::{post_gql_with_key, ApiSite, SiteCerts};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -29,7 +28,7 @@ type Ws =
 
 /// The simulator, and graphfront's `api.test` in front of it with API-key auth and `websocket`
 /// settings (TOML keys of `[site.websocket]`).
-async fn setup(websocket: &str) -> (AppSyncSim, AppSyncSite) {
+async fn setup(websocket: &str) -> (AppSyncSim, ApiSite) {
     let sim = AppSyncSim::start(API_KEY, None).await;
     let extra = format!(
         "realtime-upstream = \"ws://127.0.0.1:{}/graphql/realtime\"\n\
@@ -37,27 +36,12 @@ async fn setup(websocket: &str) -> (AppSyncSim, AppSyncSite) {
          [site.websocket]\n{websocket}\n",
         sim.port
     );
-    let site = AppSyncSite::start(&sim, &extra).await;
+    let site = sim.site(&extra).await;
     (sim, site)
 }
 
-fn tls_connector(ca_pem: &str) -> tokio_rustls::TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-}
-
 /// The auth header an AppSync client sends for `key`, naming the custom domain as host.
-fn auth(site: &AppSyncSite, key: &str) -> Value {
+fn auth(site: &ApiSite, key: &str) -> Value {
     json!({"host": format!("api.test:{}", site.edge.https.port()), "x-api-key": key})
 }
 
@@ -68,30 +52,19 @@ enum Carrier {
 
 /// Open `/graphql/realtime` on the edge with `header` (if any) and `origin`.
 async fn open(
-    site: &AppSyncSite,
+    site: &ApiSite,
     header: Option<&Value>,
     carrier: Carrier,
     origin: Option<&str>,
 ) -> Result<Ws, tungstenite::Error> {
-    let tcp = tokio::net::TcpStream::connect(site.edge.https)
-        .await
-        .unwrap();
-    let name = rustls::pki_types::ServerName::try_from("api.test").unwrap();
-    let tls = tls_connector(&site.certs.ca_pem())
-        .connect(name, tcp)
-        .await
-        .unwrap();
-    let mut url = site
-        .edge
-        .url("api.test", "/graphql/realtime")
-        .replace("https", "wss");
+    let mut query = String::new();
     let mut protocols = "graphql-ws".to_string();
     if let Some(h) = header {
         let text = h.to_string();
         match carrier {
             Carrier::Query => {
                 let b64 = base64::engine::general_purpose::STANDARD.encode(&text);
-                url = format!("{url}?header={b64}&payload=e30=");
+                query = format!("?header={b64}&payload=e30=");
             }
             Carrier::Subprotocol => {
                 let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&text);
@@ -99,6 +72,18 @@ async fn open(
             }
         }
     }
+    upgrade(site, &query, &protocols, origin).await
+}
+
+/// Upgrade `/graphql/realtime` + `query` on the edge, offering `protocols`, with `origin`.
+async fn upgrade(
+    site: &ApiSite,
+    query: &str,
+    protocols: &str,
+    origin: Option<&str>,
+) -> Result<Ws, tungstenite::Error> {
+    let tls = tls_connect(site.edge.https, "api.test", &site.certs.ca_pem()).await;
+    let url = site.edge.ws_url("api.test", "/graphql/realtime") + query;
     let mut request = url.into_client_request().unwrap();
     request
         .headers_mut()
@@ -160,6 +145,31 @@ async fn init(ws: &mut Ws) {
     assert_eq!(next(ws).await["type"], "connection_ack");
 }
 
+/// A connection opened with the right key (in the query string) and initialised.
+async fn connected(site: &ApiSite) -> Ws {
+    let mut ws = open(site, Some(&auth(site, API_KEY)), Carrier::Query, None)
+        .await
+        .unwrap();
+    init(&mut ws).await;
+    ws
+}
+
+/// A connected client whose subscription `1`, started with the right key, is acknowledged.
+async fn subscribed(site: &ApiSite) -> Ws {
+    let mut ws = connected(site).await;
+    send(&mut ws, start("1", auth(site, API_KEY))).await;
+    assert_eq!(next(&mut ws).await["type"], "start_ack");
+    ws
+}
+
+/// POST the mutation `query` with the right key to `url`; it succeeds.
+async fn mutate(client: &reqwest::Client, url: &str, query: &str) {
+    let r = post_gql_with_key(client, url, API_KEY, query)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
 fn start(id: &str, authorization: Value) -> Value {
     json!({"id": id, "type": "start", "payload": {
         "data": json!({"query": SUBSCRIPTION, "variables": {}}).to_string(),
@@ -192,32 +202,7 @@ async fn handshakes_without_valid_credentials_never_reach_the_upstream() {
     let r = open(&site, None, Carrier::Query, None).await;
     assert_eq!(refusal(r), (401, "AUTHORIZATION_MISSING".to_string()));
     // A header that is not base64 JSON.
-    let tcp_site = &site;
-    let mut ws_url = tcp_site
-        .edge
-        .url(
-            "api.test",
-            "/graphql/realtime?header=%25%25%25&payload=e30=",
-        )
-        .replace("https", "wss")
-        .into_client_request()
-        .unwrap();
-    ws_url
-        .headers_mut()
-        .insert("sec-websocket-protocol", "graphql-ws".parse().unwrap());
-    let tcp = tokio::net::TcpStream::connect(site.edge.https)
-        .await
-        .unwrap();
-    let tls = tls_connector(&site.certs.ca_pem())
-        .connect(
-            rustls::pki_types::ServerName::try_from("api.test").unwrap(),
-            tcp,
-        )
-        .await
-        .unwrap();
-    let r = tokio_tungstenite::client_async(ws_url, tls)
-        .await
-        .map(|(ws, _)| ws);
+    let r = upgrade(&site, "?header=%25%25%25&payload=e30=", "graphql-ws", None).await;
     assert_eq!(refusal(r), (400, "REALTIME_BAD_HEADER".to_string()));
 
     assert_eq!(
@@ -232,20 +217,14 @@ async fn handshakes_without_valid_credentials_never_reach_the_upstream() {
     assert_eq!(rejected, 3.0);
 
     // The right key opens it.
-    let mut ws = open(&site, Some(&auth(&site, API_KEY)), Carrier::Query, None)
-        .await
-        .unwrap();
-    init(&mut ws).await;
+    let _ws = connected(&site).await;
     assert_eq!(realtime_stats(&sim).await.upgrades, 1);
 }
 
 #[tokio::test]
 async fn a_start_with_a_bad_key_gets_appsyncs_error_and_never_reaches_the_upstream() {
     let (sim, site) = setup("").await;
-    let mut ws = open(&site, Some(&auth(&site, API_KEY)), Carrier::Query, None)
-        .await
-        .unwrap();
-    init(&mut ws).await;
+    let mut ws = connected(&site).await;
     send(&mut ws, start("1", auth(&site, "da2-wrong"))).await;
     let error = next(&mut ws).await;
     assert_eq!(error["type"], "error", "{error}");
@@ -278,18 +257,8 @@ async fn a_start_with_a_bad_key_gets_appsyncs_error_and_never_reaches_the_upstre
         (Some("start_ack"), Some("3"))
     );
     assert_eq!(realtime_stats(&sim).await.starts, 1);
-    let r = site
-        .client
-        .post(site.url())
-        .header("content-type", "application/json")
-        .header("x-api-key", API_KEY)
-        .body(gql(
-            r#"mutation { createPost(id: "e1", title: "Edge") { id title } }"#,
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let mutation = r#"mutation { createPost(id: "e1", title: "Edge") { id title } }"#;
+    mutate(&site.client, &site.url(), mutation).await;
     let data = next(&mut ws).await;
     assert_eq!(data["type"], "data", "{data}");
     assert_eq!(data["payload"]["data"]["onCreatePost"]["title"], "Edge");
@@ -326,18 +295,8 @@ async fn the_host_inside_auth_headers_is_rewritten_to_the_upstreams() {
             upstream_host.as_str()
         );
         // Events still flow on the rewritten connection.
-        let r = site
-            .client
-            .post(site.url())
-            .header("content-type", "application/json")
-            .header("x-api-key", API_KEY)
-            .body(gql(
-                r#"mutation { createPost(id: "h", title: "Host") { id title } }"#,
-            ))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
+        let mutation = r#"mutation { createPost(id: "h", title: "Host") { id title } }"#;
+        mutate(&site.client, &site.url(), mutation).await;
         let data = next(&mut ws).await;
         assert_eq!(
             data["payload"]["data"]["onCreatePost"]["title"], "Host",
@@ -365,10 +324,7 @@ async fn foreign_origins_are_refused() {
 #[tokio::test]
 async fn frames_over_the_cap_close_the_connection_with_1009() {
     let (sim, site) = setup("max-frame = \"1KiB\"\nmax-message = \"1KiB\"").await;
-    let mut ws = open(&site, Some(&auth(&site, API_KEY)), Carrier::Query, None)
-        .await
-        .unwrap();
-    init(&mut ws).await;
+    let mut ws = connected(&site).await;
     let mut big = start("1", auth(&site, API_KEY));
     big["payload"]["data"] = Value::String("x".repeat(2048));
     send(&mut ws, big).await;
@@ -438,12 +394,7 @@ async fn a_client_that_never_initialises_is_closed() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // An initialised client may stay silent past that timeout.
-    let mut ws = open(&site, Some(&auth(&site, API_KEY)), Carrier::Query, None)
-        .await
-        .unwrap();
-    init(&mut ws).await;
-    send(&mut ws, start("1", auth(&site, API_KEY))).await;
-    assert_eq!(next(&mut ws).await["type"], "start_ack");
+    let mut ws = subscribed(&site).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     ws.send(Message::Ping(vec![1].into())).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -460,26 +411,12 @@ async fn a_client_that_never_initialises_is_closed() {
 #[tokio::test]
 async fn stopping_closes_open_websockets_with_1001() {
     let sim = AppSyncSim::start(API_KEY, None).await;
-    let certs = SiteCerts::new();
-    let (c, k) = certs.write("api", &["api.test"]);
     let extra = format!(
         "realtime-upstream = \"ws://127.0.0.1:{}/graphql/realtime\"\n",
         sim.port
     );
-    let table = site_table("api", &["api.test"], &sim.url("/graphql"), &c, &k, &extra);
-    let edge = Edge::start_with_grace(EdgeAddrs::reserve(), "20s", &table, "").await;
-    let client = edge.client(&certs.ca_pem(), &["api.test"], true);
-    let site = AppSyncSite {
-        certs,
-        edge,
-        client,
-    };
-    let mut ws = open(&site, Some(&auth(&site, API_KEY)), Carrier::Query, None)
-        .await
-        .unwrap();
-    init(&mut ws).await;
-    send(&mut ws, start("1", auth(&site, API_KEY))).await;
-    assert_eq!(next(&mut ws).await["type"], "start_ack");
+    let site = ApiSite::start_with(&sim.url("/graphql"), SiteCerts::new(), &extra, "20s").await;
+    let mut ws = subscribed(&site).await;
 
     // SIGTERM: the edge stops accepting and drains; the open subscription gets its next event
     // (sent straight to the upstream), then a close 1001 telling the client to reconnect.
@@ -489,17 +426,8 @@ async fn stopping_closes_open_websockets_with_1001() {
         .unwrap();
     assert!(status.success());
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let r = reqwest::Client::new()
-        .post(sim.url("/graphql"))
-        .header("content-type", "application/json")
-        .header("x-api-key", API_KEY)
-        .body(gql(
-            r#"mutation { createPost(id: "bye", title: "Bye") { id title } }"#,
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let mutation = r#"mutation { createPost(id: "bye", title: "Bye") { id title } }"#;
+    mutate(&reqwest::Client::new(), &sim.url("/graphql"), mutation).await;
     let data = next(&mut ws).await;
     assert_eq!(
         data["payload"]["data"]["onCreatePost"]["title"], "Bye",

@@ -6,39 +6,29 @@
 
 mod common;
 
-use common::appsync::{AppSyncSim, AppSyncSite};
-use common::gql;
+use common::appsync::AppSyncSim;
+use common::{header, post_gql_with_key, ApiSite};
 use serde_json::{json, Value};
 
 const API_KEY: &str = "da2-appsyncsimappsyncsimappsy";
 
-async fn setup(cache: &str) -> (AppSyncSim, AppSyncSite) {
+async fn setup(cache: &str) -> (AppSyncSim, ApiSite) {
     let sim = AppSyncSim::start(API_KEY, None).await;
     let extra = format!(
         "[site.auth]\n[[site.auth.api-key]]\nid = \"web\"\nkey = \"{API_KEY}\"\n\
          [site.cache]\ndefault-ttl = \"5m\"\n{cache}\n"
     );
-    let site = AppSyncSite::start(&sim, &extra).await;
+    let site = sim.site(&extra).await;
     (sim, site)
 }
 
 /// POST `query` with the key: status, x-cache, body.
-async fn ask(site: &AppSyncSite, query: &str) -> (u16, String, Value) {
-    let r = site
-        .client
-        .post(site.url())
-        .header("content-type", "application/json")
-        .header("x-api-key", API_KEY)
-        .body(gql(query))
-        .send()
+async fn ask(site: &ApiSite, query: &str) -> (u16, String, Value) {
+    let r = post_gql_with_key(&site.client, &site.url(), API_KEY, query)
         .await
         .unwrap();
     let status = r.status().as_u16();
-    let cache = r
-        .headers()
-        .get("x-cache")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
+    let cache = header(&r, "x-cache");
     (status, cache, r.json().await.unwrap())
 }
 

@@ -10,7 +10,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use super::{site, Edge, SiteCerts};
+use super::{ApiSite, SiteCerts};
 
 /// How long the simulator gets to print its ready line (node loads ~370 packages).
 const READY_DEADLINE: Duration = Duration::from_secs(30);
@@ -113,15 +113,22 @@ impl AppSyncSim {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    /// What the simulator has received so far.
-    pub async fn stats(&self) -> SimStats {
-        let v: Value = reqwest::get(format!("http://127.0.0.1:{}/__stats", self.stats_port))
+    /// The JSON the simulator serves at `url`, one of its stats endpoints.
+    pub async fn stats_json(&self, url: &str) -> Value {
+        reqwest::get(url)
             .await
             .and_then(reqwest::Response::error_for_status)
             .unwrap_or_else(|e| panic!("simulator stats: {e}\n{}", self.log()))
             .json()
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    /// What the simulator has received so far.
+    pub async fn stats(&self) -> SimStats {
+        let v = self
+            .stats_json(&format!("http://127.0.0.1:{}/__stats", self.stats_port))
+            .await;
         let n = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("stats.{k}: {v}"));
         SimStats {
             requests: n("requests"),
@@ -141,6 +148,12 @@ impl AppSyncSim {
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
+
+    /// graphfront serving `api.test` in front of the simulator (plain HTTP upstream), with
+    /// `extra` TOML appended to the site's table.
+    pub async fn site(&self, extra: &str) -> ApiSite {
+        ApiSite::start_with(&self.url("/graphql"), SiteCerts::new(), extra, "0s").await
+    }
 }
 
 impl Drop for AppSyncSim {
@@ -148,36 +161,5 @@ impl Drop for AppSyncSim {
         // Closing its stdin stops it too; kill it anyway, and reap it if it is already gone.
         let _ = self.child.start_kill();
         let _ = self.child.try_wait();
-    }
-}
-
-/// graphfront serving `api.test` in front of a simulator (plain HTTP upstream), with `extra`
-/// TOML appended to the site's table, and an HTTP/1.1 client for it.
-pub struct AppSyncSite {
-    pub certs: SiteCerts,
-    pub edge: Edge,
-    pub client: reqwest::Client,
-}
-
-impl AppSyncSite {
-    pub async fn start(sim: &AppSyncSim, extra: &str) -> Self {
-        let certs = SiteCerts::new();
-        let (c, k) = certs.write("api", &["api.test"]);
-        let edge = Edge::start(
-            &site("api", &["api.test"], &sim.url("/graphql"), &c, &k, extra),
-            "",
-        )
-        .await;
-        let client = edge.client(&certs.ca_pem(), &["api.test"], true);
-        Self {
-            certs,
-            edge,
-            client,
-        }
-    }
-
-    /// The site's GraphQL URL.
-    pub fn url(&self) -> String {
-        self.edge.url("api.test", "/graphql")
     }
 }

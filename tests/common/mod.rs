@@ -4,16 +4,18 @@
 #![allow(dead_code)]
 
 pub mod appsync;
+pub mod cache;
 pub mod issuer;
 pub mod pebble;
 pub mod realtime;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use graphfront::demo::{self, Recorder, TestCa};
+use graphfront::demo::{self, RecordedRequest, Recorder, TestCa};
 
 /// A loopback address reserved for graphfront: a socket bound to port 0 with SO_REUSEADDR and
 /// never listening. graphfront (which binds with SO_REUSEADDR) can listen on the same port,
@@ -74,6 +76,22 @@ impl Upstream {
     pub fn url(&self, path: &str) -> String {
         let scheme = if self.tls { "https" } else { "http" };
         format!("{scheme}://localhost:{}{path}", self.addr.port())
+    }
+
+    /// The `realtime-upstream` key of a site table for this API's graphql-transport-ws endpoint.
+    pub fn realtime_toml(&self) -> String {
+        format!(
+            "realtime-upstream = \"ws://localhost:{}/graphql/ws\"\n",
+            self.addr.port()
+        )
+    }
+
+    /// The first request received whose path (and query) starts with `prefix`.
+    pub fn request_to(&self, prefix: &str) -> Option<RecordedRequest> {
+        self.recorder
+            .requests()
+            .into_iter()
+            .find(|r| r.uri.starts_with(prefix))
     }
 
     /// Stop serving: the listener and every open connection close.
@@ -309,6 +327,11 @@ impl Edge {
         format!("https://{domain}:{}{path}", self.https.port())
     }
 
+    /// The `wss://` URL of `path` on `domain`.
+    pub fn ws_url(&self, domain: &str, path: &str) -> String {
+        format!("wss://{domain}:{}{path}", self.https.port())
+    }
+
     pub async fn metrics(&self) -> String {
         reqwest::get(format!("http://{}/metrics", self.admin))
             .await
@@ -336,8 +359,7 @@ impl Drop for Edge {
     }
 }
 
-/// One site `api` serving `api.test` in front of `up` (trusting its CA), with `extra` TOML
-/// appended to the site's table, and an HTTP/1.1 client for it.
+/// One site `api` serving `api.test`, and an HTTP/1.1 client for it.
 pub struct ApiSite {
     pub certs: SiteCerts,
     pub edge: Edge,
@@ -345,14 +367,18 @@ pub struct ApiSite {
 }
 
 impl ApiSite {
+    /// In front of `up` (trusting its CA), with `extra` TOML appended to the site's table.
     pub async fn start(up: &Upstream, certs: SiteCerts, extra: &str) -> Self {
-        let (c, k) = certs.write("api", &["api.test"]);
         let extra = format!("upstream-ca-file = \"{}\"\n{extra}", up.ca_file().display());
-        let edge = Edge::start(
-            &site("api", &["api.test"], &up.url("/graphql"), &c, &k, &extra),
-            "",
-        )
-        .await;
+        Self::start_with(&up.url("/graphql"), certs, &extra, "0s").await
+    }
+
+    /// In front of the GraphQL endpoint `upstream`, with `extra` TOML appended to the site's
+    /// table and `grace` for in-flight requests and WebSockets when stopping.
+    pub async fn start_with(upstream: &str, certs: SiteCerts, extra: &str, grace: &str) -> Self {
+        let (c, k) = certs.write("api", &["api.test"]);
+        let table = site("api", &["api.test"], upstream, &c, &k, extra);
+        let edge = Edge::start_with_grace(EdgeAddrs::reserve(), grace, &table, "").await;
         let client = edge.client(&certs.ca_pem(), &["api.test"], true);
         Self {
             certs,
@@ -421,18 +447,43 @@ pub fn gql(query: &str) -> String {
     serde_json::json!({ "query": query }).to_string()
 }
 
+/// A POST of `query` as GraphQL JSON to `url`.
+fn gql_request(client: &reqwest::Client, url: &str, query: &str) -> reqwest::RequestBuilder {
+    client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(gql(query))
+}
+
 /// POST `query` as GraphQL JSON to `url`.
 pub async fn post_gql(
     client: &reqwest::Client,
     url: &str,
     query: &str,
 ) -> reqwest::Result<reqwest::Response> {
-    client
-        .post(url)
-        .header("content-type", "application/json")
-        .body(gql(query))
+    gql_request(client, url, query).send().await
+}
+
+/// POST `query` as GraphQL JSON to `url` with `api_key` in `x-api-key`.
+pub async fn post_gql_with_key(
+    client: &reqwest::Client,
+    url: &str,
+    api_key: &str,
+    query: &str,
+) -> reqwest::Result<reqwest::Response> {
+    gql_request(client, url, query)
+        .header("x-api-key", api_key)
         .send()
         .await
+}
+
+/// The value of the response header `name`; empty when absent or not text.
+pub fn header(r: &reqwest::Response, name: &str) -> String {
+    r.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
 }
 
 /// The status and GraphQL error code of a response.

@@ -206,13 +206,7 @@ pub struct RealtimeStats {
 
 /// What `sim`'s real-time endpoint has received so far.
 pub async fn realtime_stats(sim: &AppSyncSim) -> RealtimeStats {
-    let v: Value = reqwest::get(sim.url("/__stats"))
-        .await
-        .and_then(reqwest::Response::error_for_status)
-        .unwrap_or_else(|e| panic!("simulator stats: {e}\n{}", sim.log()))
-        .json()
-        .await
-        .unwrap();
+    let v = sim.stats_json(&sim.url("/__stats")).await;
     let n = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("stats.{k}: {v}"));
     RealtimeStats {
         upgrades: n("realtimeUpgrades"),
