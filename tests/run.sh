@@ -24,7 +24,7 @@ npm ci --prefix tests/js --no-audit --no-fund
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 # The benches must keep compiling and running (one pass each, no figures asserted).
-cargo bench --locked --bench graphql --bench cache --bench auth --bench websocket -- --test
+cargo bench --locked --bench graphql --bench cache --bench auth --bench websocket --bench ws_idle -- --test
 if command -v cargo-nextest >/dev/null; then
   cargo nextest run --locked --no-fail-fast
 else
