@@ -139,7 +139,12 @@ pub fn plan(
     );
     let tagged = match (&decision, op.kind) {
         (Decision::Cache(_), _) => true,
-        (_, OperationKind::Mutation) => policy.enabled(),
+        // Only when the response can purge something: else the rewrite would be for nothing.
+        (_, OperationKind::Mutation) => {
+            policy.enabled()
+                && (policy.invalidate != crate::config::cache::Invalidate::None
+                    || !policy.mutations.is_empty())
+        }
         _ => false,
     };
     let typed = if tagged {
