@@ -153,9 +153,9 @@ pub struct ResponseCache {
     inflight: Mutex<HashMap<CacheKey, watch::Receiver<()>>>,
     /// Tag → keys, for purges by tag.
     index: purge::SharedIndex,
-    /// Counts purges: a response fetched while one happened is not stored (it may hold what
-    /// the purge removed).
-    purges: std::sync::atomic::AtomicU64,
+    /// Counts purges, and remembers the latest: a response fetched while one that matches it
+    /// happened is not stored (it may hold what the purge removed).
+    purges: Mutex<purge::Recent>,
 }
 
 /// A miss that leads: others asking for the same key wait until it is dropped.
@@ -216,7 +216,7 @@ impl ResponseCache {
             plans,
             documents,
             inflight: Mutex::new(HashMap::new()),
-            purges: std::sync::atomic::AtomicU64::new(0),
+            purges: Mutex::default(),
             index,
         }
     }
@@ -282,20 +282,24 @@ impl ResponseCache {
 
     /// The purge count, read when a fetch starts.
     pub fn purge_generation(&self) -> u64 {
-        self.purges.load(std::sync::atomic::Ordering::Acquire)
+        purge::lock_recent(&self.purges).generation()
     }
 
-    /// Store `entry` unless a purge happened since `generation` was read.
+    /// Store `entry` unless a purge that picks it happened since `generation` was read (or
+    /// so many purges happened that the ones since then are no longer known).
     pub fn insert_unless_purged(
         &self,
         key: CacheKey,
         entry: Entry,
         generation: u64,
     ) -> Result<(), &'static str> {
-        if self.purge_generation() != generation {
+        // Held while storing: a purge that starts later finds the entry in the index.
+        let recent = purge::lock_recent(&self.purges);
+        if recent.picked_since(generation, &entry) {
             return Err("purged");
         }
         self.insert(key, entry);
+        drop(recent);
         Ok(())
     }
 

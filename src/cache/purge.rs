@@ -123,6 +123,50 @@ impl TagIndex {
     }
 }
 
+/// Purges remembered for responses being fetched while they happen (a fetch takes well under
+/// a second; more purges than this during one only cost that response its place in the cache).
+const RECENT_PURGES: usize = 256;
+
+/// The purge count, and the latest purges with the count each one made.
+#[derive(Default)]
+pub(super) struct Recent {
+    generation: u64,
+    purges: std::collections::VecDeque<(u64, Purge)>,
+}
+
+impl Recent {
+    pub(super) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    fn push(&mut self, selector: &Purge) {
+        self.generation += 1;
+        if self.purges.len() == RECENT_PURGES {
+            self.purges.pop_front();
+        }
+        self.purges.push_back((self.generation, selector.clone()));
+    }
+
+    /// Whether a purge made after `generation` picks `entry`.
+    pub(super) fn picked_since(&self, generation: u64, entry: &Entry) -> bool {
+        if generation == self.generation {
+            return false;
+        }
+        let forgotten = self.purges.front().is_none_or(|(g, _)| *g > generation + 1);
+        forgotten
+            || self
+                .purges
+                .iter()
+                .rev()
+                .take_while(|(g, _)| *g > generation)
+                .any(|(_, p)| p.matches(entry))
+    }
+}
+
+pub(super) fn lock_recent(recent: &Mutex<Recent>) -> MutexGuard<'_, Recent> {
+    recent.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The index, shared with the cache's eviction listener. Never held while calling into the
 /// cache: the listener runs inside cache calls.
 pub(super) type SharedIndex = Arc<Mutex<TagIndex>>;
@@ -138,8 +182,7 @@ impl ResponseCache {
     /// Hard: removed. Soft: marked purged, so they are served as past their TTL
     /// (stale-while-revalidate and stale-if-error still apply) until refreshed.
     pub fn purge(&self, selector: &Purge, soft: bool, kind: PurgeKind) -> usize {
-        self.purges
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        lock_recent(&self.purges).push(selector);
         let n = match selector {
             // The iterator skips expired entries and allows removals while it runs.
             Purge::All | Purge::Site(_) => self
@@ -165,7 +208,12 @@ impl ResponseCache {
         m.cache_purged_entries
             .with_label_values(&[kind.label()])
             .inc_by(n as u64);
-        tracing::info!(kind = kind.label(), mode, purged = n, "cache purge");
+        if kind == PurgeKind::Mutation {
+            // One per mutation: not worth a line each in production.
+            tracing::debug!(kind = kind.label(), mode, purged = n, "cache purge");
+        } else {
+            tracing::info!(kind = kind.label(), mode, purged = n, "cache purge");
+        }
         n
     }
 
@@ -247,6 +295,49 @@ mod tests {
             .insert_unless_purged(key(9), fresh(0, &[]), now)
             .is_ok());
         assert!(cache.get(&key(9)).is_some());
+    }
+
+    #[test]
+    fn only_purges_that_pick_a_response_keep_it_out() {
+        let cache = ResponseCache::new(1 << 20);
+        let generation = cache.purge_generation();
+        // Another entity, another site, another field: none of them is in this response.
+        cache.purge_mutation(0, &[Tag::from("entity:Post:2")]);
+        cache.purge_mutation(1, &[Tag::from("entity:Post:1")]);
+        cache.purge(
+            &tagged(Some(0), &["field:listPosts"]),
+            true,
+            PurgeKind::Field,
+        );
+        let post1 = || fresh(0, &["field:getPost", "entity:Post:1"]);
+        assert_eq!(
+            cache.insert_unless_purged(key(1), post1(), generation),
+            Ok(())
+        );
+        // Any purge of the site, or everything, does pick it.
+        for selector in [Purge::Site(0), Purge::All] {
+            let generation = cache.purge_generation();
+            cache.purge(&selector, false, PurgeKind::Site);
+            assert_eq!(
+                cache.insert_unless_purged(key(2), post1(), generation),
+                Err("purged"),
+                "{selector:?}"
+            );
+        }
+        // More purges than are remembered: what happened first is not known, so not stored.
+        let generation = cache.purge_generation();
+        for _ in 0..=RECENT_PURGES {
+            cache.purge_mutation(0, &[Tag::from("entity:Comment:1")]);
+        }
+        assert_eq!(
+            cache.insert_unless_purged(key(3), post1(), generation),
+            Err("purged")
+        );
+        let generation = cache.purge_generation() - RECENT_PURGES as u64 + 1;
+        assert_eq!(
+            cache.insert_unless_purged(key(3), post1(), generation),
+            Ok(())
+        );
     }
 
     fn fresh(site: usize, tags: &[&str]) -> Entry {
