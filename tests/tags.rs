@@ -123,3 +123,37 @@ async fn clients_asking_for_typename_keep_it_where_they_asked() {
     let (_, cache, again) = ask(&site, q).await;
     assert_eq!((cache.as_str(), &again), ("HIT", &body));
 }
+
+#[tokio::test]
+async fn responses_already_naming_their_types_stream_through_and_still_purge() {
+    // Apollo Client asks for __typename in every selection set: nothing to add or remove.
+    let (sim, site) = setup("").await;
+    let get = r#"{ getPost(id: "1") { __typename id title } }"#;
+    let (_, cache, body) = ask(&site, get).await;
+    assert_eq!(cache, "MISS");
+    assert_eq!(
+        body,
+        json!({"data": {"getPost": {"__typename": "Post", "id": "1", "title": "First post"}}})
+    );
+    let upstream_saw: Value = serde_json::from_str(&sim.stats().await.last_body.unwrap()).unwrap();
+    assert_eq!(upstream_saw["query"], get, "sent on as the client wrote it");
+    assert_eq!(ask(&site, get).await.1, "HIT");
+
+    let edit = r#"mutation { createPost(id: "1", title: "Edited") { __typename id title } }"#;
+    let r = post_gql_with_key(&site.client, &site.url(), API_KEY, edit)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Passed on as the upstream sent it, length and all.
+    assert!(r.content_length().is_some(), "{:?}", r.headers());
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"data": {"createPost": {"__typename": "Post", "id": "1", "title": "Edited"}}})
+    );
+    let upstream_saw: Value = serde_json::from_str(&sim.stats().await.last_body.unwrap()).unwrap();
+    assert_eq!(upstream_saw["query"], edit);
+
+    let (_, cache, body) = ask(&site, get).await;
+    assert_eq!(cache, "MISS");
+    assert_eq!(body["data"]["getPost"]["title"], "Edited");
+}

@@ -50,6 +50,14 @@ pub struct Typed {
     pub root_args: Vec<RootArg>,
 }
 
+impl Typed {
+    /// Whether responses change shape: the upstream got `__typename`s the client did not
+    /// ask for.
+    pub fn strips(&self) -> bool {
+        self.query.is_some()
+    }
+}
+
 /// One root field's arguments, by response key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RootArg {
@@ -280,21 +288,26 @@ fn add(
     }
 }
 
-/// Tag and strip a complete response: the rewritten body, and the types and entities found in
-/// its `data`. `None` when it is not a JSON object with `data`.
+/// Tag a complete response and strip the `__typename`s the client did not ask for: the
+/// rewritten body (`None` when the client asked for every one, so the body stays as it came),
+/// and the types and entities found in its `data`. `None` when it is not a JSON object with
+/// `data`.
 pub fn process(
     raw: &[u8],
     typed: &Typed,
     variables: Option<&serde_json::Map<String, Value>>,
     key_fields: &HashMap<String, Vec<String>>,
-) -> Option<(bytes::Bytes, BTreeSet<Tag>)> {
+) -> Option<(Option<bytes::Bytes>, BTreeSet<Tag>)> {
     let mut v: Value = serde_json::from_slice(raw).ok()?;
     let data = v.as_object_mut()?.get_mut("data")?;
     let mut found = entities(data, key_fields);
     found.extend(root_entities(data, typed, variables, key_fields));
+    if !typed.strips() {
+        return Some((None, found));
+    }
     strip(data, &typed.shape);
     let out = serde_json::to_vec(&v).ok()?;
-    Some((bytes::Bytes::from(out), found))
+    Some((Some(bytes::Bytes::from(out)), found))
 }
 
 /// Remove the `__typename`s the client did not ask for from `data`.

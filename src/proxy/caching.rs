@@ -201,6 +201,7 @@ fn refresh_in_background(
                                 super::tagging::variables_of(&req.body, false).as_ref(),
                                 key_fields,
                             )
+                            .map(|(new, found)| (new.unwrap_or(body), found))
                             .ok_or("not-json")?;
                             let mut tags = req.tags.clone();
                             tags.extend(found);

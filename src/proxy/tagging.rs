@@ -96,20 +96,23 @@ fn with_query_param(raw: &[u8], query: &str) -> String {
     out.finish()
 }
 
-/// `upstream_response_filter`: a response to rewrite is collected whole; its length changes.
+/// `upstream_response_filter`: a response to tag is collected whole. One to strip as well is
+/// held until then, and its length changes; any other streams on while a copy is collected.
 pub fn response_header(session: &Session, ctx: &mut RequestCtx, resp: &mut ResponseHeader) {
-    if ctx.typed.is_none() {
+    let Some(typed) = &ctx.typed else {
         return;
-    }
+    };
     if resp.status != http::StatusCode::OK
         || resp.headers.contains_key(http::header::CONTENT_ENCODING)
     {
         ctx.typed = None;
         return;
     }
-    resp.remove_header(&http::header::CONTENT_LENGTH);
-    if session.req_header().version == http::Version::HTTP_11 {
-        let _ = resp.insert_header(http::header::TRANSFER_ENCODING, "chunked");
+    if typed.strips() {
+        resp.remove_header(&http::header::CONTENT_LENGTH);
+        if session.req_header().version == http::Version::HTTP_11 {
+            let _ = resp.insert_header(http::header::TRANSFER_ENCODING, "chunked");
+        }
     }
     ctx.rewrite = Some(BytesMut::new());
 }
@@ -123,15 +126,22 @@ pub fn response_body(
     body: &mut Option<Bytes>,
     end: bool,
 ) {
-    let Some(buf) = ctx.rewrite.as_mut() else {
+    let (Some(buf), Some(typed)) = (ctx.rewrite.as_mut(), ctx.typed.as_ref()) else {
         return;
     };
-    if let Some(chunk) = body.take() {
-        buf.extend_from_slice(&chunk);
+    let held = typed.strips();
+    if held {
+        if let Some(chunk) = body.take() {
+            buf.extend_from_slice(&chunk);
+        }
+    } else if let Some(chunk) = body.as_ref() {
+        buf.extend_from_slice(chunk);
     }
     if buf.len() > REWRITE_LIMIT {
         // Too large to hold: what came so far goes on unchanged, and so does the rest.
-        *body = Some(buf.split().freeze());
+        if held {
+            *body = Some(buf.split().freeze());
+        }
         ctx.rewrite = None;
         ctx.typed = None;
         return;
@@ -140,26 +150,30 @@ pub fn response_body(
         return;
     }
     let raw = ctx.rewrite.take().unwrap_or_default().freeze();
+    // Kept in `ctx`: a background refresh of the entry tags and strips the same way.
     let Some(typed) = ctx.typed.clone() else {
-        *body = Some(raw);
         return;
     };
     let variables = ctx.variables.take();
-    match tags::process(
+    let processed = tags::process(
         &raw,
         &typed,
         variables.as_ref(),
         &site.config.cache.key_fields,
-    ) {
-        Some((rewritten, found)) => {
-            *body = Some(rewritten);
-            if !ctx.mutation_fields.is_empty() {
-                invalidate(cache, site, &ctx.mutation_fields, &found);
-            }
-            ctx.entry_tags.extend(found);
+    );
+    let Some((rewritten, found)) = processed else {
+        if held {
+            *body = Some(raw);
         }
-        None => *body = Some(raw),
+        return;
+    };
+    if held {
+        *body = Some(rewritten.unwrap_or(raw));
     }
+    if !ctx.mutation_fields.is_empty() {
+        invalidate(cache, site, &ctx.mutation_fields, &found);
+    }
+    ctx.entry_tags.extend(found);
 }
 
 /// Purge what a mutation changed, as the site's policy says.
