@@ -64,7 +64,9 @@ pub struct RequestCtx {
     upstream_sent: Option<Instant>,
     failure: Option<FailureKind>,
     rejected: Option<&'static str>,
-    cache: Option<caching::CacheState>,
+    /// Boxed, like the other parts only some requests use: the context is moved with the
+    /// request's futures, so its size is copied on every request.
+    cache: Option<Box<caching::CacheState>>,
     cache_status: Option<caching::Status>,
     /// Whether the collected response was stored, or why not.
     stored: Option<Result<(), &'static str>>,
@@ -76,7 +78,7 @@ pub struct RequestCtx {
     /// Auth accepted credentials only the upstream can verify (IAM): no cache.
     unverified_auth: bool,
     /// A WebSocket upgrade that passed the handshake checks.
-    socket: Option<realtime::Socket>,
+    socket: Option<Box<realtime::Socket>>,
     /// The path of a WebSocket forwarded as is (`websocket.paths`).
     ws_path: Option<String>,
     /// The request body the upstream gets instead of the client's (the edge rewrote the
@@ -86,16 +88,8 @@ pub struct RequestCtx {
     upstream_query: Option<String>,
     /// Whether this upstream attempt already sent `upstream_body`.
     body_replaced: bool,
-    /// The upstream got `__typename`s for tagging: how to strip them from the response.
-    typed: Option<Arc<crate::cache::tags::Typed>>,
-    /// The response being collected to be tagged and stripped.
-    rewrite: Option<bytes::BytesMut>,
-    /// Tags of the cache entry being filled.
-    entry_tags: Vec<crate::cache::tags::Tag>,
-    /// A mutation's root fields (its response purges what it changed).
-    mutation_fields: Vec<String>,
-    /// The request's variables, when root field arguments may name entities.
-    variables: Option<serde_json::Map<String, serde_json::Value>>,
+    /// The response is tagged (a cached query, or a mutation that may purge).
+    tags: Option<Box<tagging::Tagging>>,
 }
 
 /// Connection attempts per request when the upstream's name has several addresses.
@@ -202,11 +196,7 @@ impl ProxyHttp for Edge {
             upstream_body: None,
             upstream_query: None,
             body_replaced: false,
-            typed: None,
-            rewrite: None,
-            entry_tags: Vec::new(),
-            mutation_fields: Vec::new(),
-            variables: None,
+            tags: None,
             upstream_sent: None,
             failure: None,
             rejected: None,
@@ -264,7 +254,7 @@ impl ProxyHttp for Edge {
                     session.set_read_timeout(
                         appsync.then_some(site.config.websocket.connection_init_timeout),
                     );
-                    ctx.socket = Some(socket);
+                    ctx.socket = Some(Box::new(socket));
                     Ok(false)
                 }
                 Err((reason, e)) => {

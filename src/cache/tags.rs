@@ -4,6 +4,9 @@
 
 use std::sync::Arc;
 
+/// A request's variables.
+pub type Variables = serde_json::Map<String, serde_json::Value>;
+
 /// One tag, e.g. `entity:Post:1`.
 pub type Tag = Arc<str>;
 
@@ -223,12 +226,15 @@ fn root_args(top: &SelectionSet<'_, String>) -> Vec<RootArg> {
 }
 
 /// Entities named by root field arguments whose objects came back without their key fields.
+/// `variables` reads the request's variables; it is called only when one is needed, at most
+/// once.
 pub fn root_entities(
     data: &Value,
     typed: &Typed,
-    variables: Option<&serde_json::Map<String, Value>>,
+    variables: &dyn Fn() -> Option<Variables>,
     key_fields: &HashMap<String, Vec<String>>,
 ) -> Vec<Tag> {
+    let mut loaded: Option<Option<Variables>> = None;
     let mut out = Vec::new();
     for root in &typed.root_args {
         let Some(Value::Object(obj)) = data.get(&root.key) else {
@@ -251,7 +257,9 @@ pub fn root_entities(
             .find(|(n, _)| n == key)
             .and_then(|(_, v)| match v {
                 ArgValue::Literal(s) => Some(s.clone()),
-                ArgValue::Variable(name) => scalar(variables?.get(name)?),
+                ArgValue::Variable(name) => {
+                    scalar(loaded.get_or_insert_with(variables).as_ref()?.get(name)?)
+                }
             });
         if let Some(id) = value {
             out.push(entity(t, &id));
@@ -295,7 +303,7 @@ fn add(
 pub fn process(
     raw: &[u8],
     typed: &Typed,
-    variables: Option<&serde_json::Map<String, Value>>,
+    variables: &dyn Fn() -> Option<Variables>,
     key_fields: &HashMap<String, Vec<String>>,
 ) -> Option<(Option<bytes::Bytes>, BTreeSet<Tag>)> {
     let mut v: Value = serde_json::from_slice(raw).ok()?;
@@ -445,8 +453,8 @@ mod tests {
             "getUser": {"__typename": "User", "id": "3"},
             "b": {"__typename": "Post", "title": "y"}
         });
-        let vars = json!({"id": "1"});
-        let tags = root_entities(&data, &t, vars.as_object(), &HashMap::new());
+        let vars = || json!({"id": "1"}).as_object().cloned();
+        let tags = root_entities(&data, &t, &vars, &HashMap::new());
         assert_eq!(tags, vec![entity("Post", "1"), entity("Post", "5")]);
     }
 

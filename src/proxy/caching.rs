@@ -111,7 +111,7 @@ pub async fn lookup(
         .get(&cp.key)
         .filter(|e| e.stored.elapsed() < e.ttl + e.stale_if_error);
     ctx.cache_status = Some(Status::Miss);
-    ctx.cache = Some(CacheState {
+    ctx.cache = Some(Box::new(CacheState {
         plan: cp.clone(),
         leader,
         raw,
@@ -120,7 +120,7 @@ pub async fn lookup(
         replacing: None,
         upstream_query: None,
         generation: cache.purge_generation(),
-    });
+    }));
     Ok(false)
 }
 
@@ -198,7 +198,7 @@ fn refresh_in_background(
                             let (body, found) = crate::cache::tags::process(
                                 &body,
                                 typed,
-                                super::tagging::variables_of(&req.body, false).as_ref(),
+                                &|| super::tagging::variables_of(&req.body, false),
                                 key_fields,
                             )
                             .map(|(new, found)| (new.unwrap_or(body), found))
@@ -336,10 +336,14 @@ pub fn upstream_body(
         return;
     };
     let policy = &site.config.cache;
-    let tags = std::mem::take(&mut ctx.entry_tags);
+    let tags = ctx
+        .tags
+        .as_mut()
+        .map(|t| std::mem::take(&mut t.entry_tags))
+        .unwrap_or_default();
     let refresh = (!state.plan.swr.is_zero() || !policy.default_swr.is_zero()).then(|| {
         let mut r = refresh_request(session, site, &state.raw, state.upstream_query.as_deref());
-        r.typed = ctx.typed.clone();
+        r.typed = ctx.tags.as_ref().and_then(|t| t.typed.clone());
         r.tags = tags
             .iter()
             .filter(|t| t.starts_with("op:") || t.starts_with("field:"))

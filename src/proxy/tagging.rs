@@ -5,6 +5,7 @@
 //! client, or the cache, sees the response.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use pingora::http::ResponseHeader;
@@ -13,13 +14,29 @@ use serde_json::Value;
 
 use super::site::SiteRuntime;
 use super::RequestCtx;
-use crate::cache::tags::{self, Tag};
+use crate::cache::tags::{self, Tag, Typed};
 use crate::cache::{RequestPlan, ResponseCache};
 use crate::config::cache::Invalidate;
 use crate::graphql::OperationKind;
 
 /// Responses larger than this are passed through unrewritten (and untagged).
 const REWRITE_LIMIT: usize = 8 * 1024 * 1024;
+
+/// A request whose response is tagged, in the request context.
+pub struct Tagging {
+    /// How to strip what the upstream got for tagging from the response; `None` once the
+    /// response turned out not to be one to tag. A background refresh of the entry uses it too.
+    pub typed: Option<Arc<Typed>>,
+    /// The response body collected so far.
+    rewrite: Option<BytesMut>,
+    /// Tags of the cache entry being filled.
+    pub entry_tags: Vec<Tag>,
+    /// A mutation's root fields (its response purges what it changed).
+    mutation_fields: Vec<String>,
+    /// The request (JSON body or query string), when root field arguments may name entities:
+    /// its variables are read if the response needs them.
+    request: Option<(Bytes, bool)>,
+}
 
 /// The operation's own tags: its name and root fields.
 pub fn base_tags(plan: &RequestPlan) -> Vec<Tag> {
@@ -45,16 +62,23 @@ pub fn prepare_upstream(ctx: &mut RequestCtx, plan: &RequestPlan, raw: &Bytes, i
             }
         }
     }
-    ctx.typed = Some(typed.clone());
-    ctx.variables = if typed.root_args.is_empty() {
-        None
-    } else {
-        variables_of(raw, is_get)
-    };
-    ctx.entry_tags = base_tags(plan);
-    if plan.kind == OperationKind::Mutation {
-        ctx.mutation_fields = plan.root_fields.clone();
-    }
+    let mutation = plan.kind == OperationKind::Mutation;
+    ctx.tags = Some(Box::new(Tagging {
+        typed: Some(typed.clone()),
+        rewrite: None,
+        // A mutation's response is not stored: it purges, by its root fields.
+        entry_tags: if mutation {
+            Vec::new()
+        } else {
+            base_tags(plan)
+        },
+        mutation_fields: if mutation {
+            plan.root_fields.clone()
+        } else {
+            Vec::new()
+        },
+        request: (!typed.root_args.is_empty()).then(|| (raw.clone(), is_get)),
+    }));
 }
 
 /// The request's variables (for entities named by root field arguments).
@@ -99,13 +123,16 @@ fn with_query_param(raw: &[u8], query: &str) -> String {
 /// `upstream_response_filter`: a response to tag is collected whole. One to strip as well is
 /// held until then, and its length changes; any other streams on while a copy is collected.
 pub fn response_header(session: &Session, ctx: &mut RequestCtx, resp: &mut ResponseHeader) {
-    let Some(typed) = &ctx.typed else {
+    let Some(t) = ctx.tags.as_mut() else {
+        return;
+    };
+    let Some(typed) = &t.typed else {
         return;
     };
     if resp.status != http::StatusCode::OK
         || resp.headers.contains_key(http::header::CONTENT_ENCODING)
     {
-        ctx.typed = None;
+        t.typed = None;
         return;
     }
     if typed.strips() {
@@ -114,7 +141,7 @@ pub fn response_header(session: &Session, ctx: &mut RequestCtx, resp: &mut Respo
             let _ = resp.insert_header(http::header::TRANSFER_ENCODING, "chunked");
         }
     }
-    ctx.rewrite = Some(BytesMut::new());
+    t.rewrite = Some(BytesMut::new());
 }
 
 /// `upstream_response_body_filter`, before the cache sees the body: collect it, then tag,
@@ -126,7 +153,10 @@ pub fn response_body(
     body: &mut Option<Bytes>,
     end: bool,
 ) {
-    let (Some(buf), Some(typed)) = (ctx.rewrite.as_mut(), ctx.typed.as_ref()) else {
+    let Some(t) = ctx.tags.as_deref_mut() else {
+        return;
+    };
+    let (Some(buf), Some(typed)) = (t.rewrite.as_mut(), t.typed.as_ref()) else {
         return;
     };
     let held = typed.strips();
@@ -142,25 +172,24 @@ pub fn response_body(
         if held {
             *body = Some(buf.split().freeze());
         }
-        ctx.rewrite = None;
-        ctx.typed = None;
+        t.rewrite = None;
+        t.typed = None;
         return;
     }
     if !end {
         return;
     }
-    let raw = ctx.rewrite.take().unwrap_or_default().freeze();
-    // Kept in `ctx`: a background refresh of the entry tags and strips the same way.
-    let Some(typed) = ctx.typed.clone() else {
+    let raw = t.rewrite.take().unwrap_or_default().freeze();
+    // Kept: a background refresh of the entry tags and strips the same way.
+    let Some(typed) = t.typed.clone() else {
         return;
     };
-    let variables = ctx.variables.take();
-    let processed = tags::process(
-        &raw,
-        &typed,
-        variables.as_ref(),
-        &site.config.cache.key_fields,
-    );
+    let request = t.request.take();
+    let variables = || {
+        let (raw, is_get) = request.as_ref()?;
+        variables_of(raw, *is_get)
+    };
+    let processed = tags::process(&raw, &typed, &variables, &site.config.cache.key_fields);
     let Some((rewritten, found)) = processed else {
         if held {
             *body = Some(raw);
@@ -170,10 +199,10 @@ pub fn response_body(
     if held {
         *body = Some(rewritten.unwrap_or(raw));
     }
-    if !ctx.mutation_fields.is_empty() {
-        invalidate(cache, site, &ctx.mutation_fields, &found);
+    if !t.mutation_fields.is_empty() {
+        invalidate(cache, site, &t.mutation_fields, &found);
     }
-    ctx.entry_tags.extend(found);
+    t.entry_tags.extend(found);
 }
 
 /// Purge what a mutation changed, as the site's policy says.
