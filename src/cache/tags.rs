@@ -26,13 +26,16 @@ pub fn entity(type_name: &str, id: &str) -> Tag {
     format!("entity:{type_name}:{id}").into()
 }
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use graphql_parser::query::{
     parse_query, Definition, Document, Field, OperationDefinition, Selection, SelectionSet,
 };
 use serde_json::Value;
+
+mod walk;
+use walk::{RootObject, Walk};
 
 /// Where the client asked for `__typename`, by response key, from the root of `data`.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -228,8 +231,8 @@ fn root_args(top: &SelectionSet<'_, String>) -> Vec<RootArg> {
 /// Entities named by root field arguments whose objects came back without their key fields.
 /// `variables` reads the request's variables; it is called only when one is needed, at most
 /// once.
-pub fn root_entities(
-    data: &Value,
+fn root_entities(
+    roots: &[RootObject],
     typed: &Typed,
     variables: &dyn Fn() -> Option<Variables>,
     key_fields: &HashMap<String, Vec<String>>,
@@ -237,10 +240,10 @@ pub fn root_entities(
     let mut loaded: Option<Option<Variables>> = None;
     let mut out = Vec::new();
     for root in &typed.root_args {
-        let Some(Value::Object(obj)) = data.get(&root.key) else {
+        let Some(obj) = roots.iter().find(|r| r.key == root.key) else {
             continue;
         };
-        let Some(Value::String(t)) = obj.get("__typename") else {
+        let Some(t) = &obj.typename else {
             continue;
         };
         let key = match key_fields.get(t).map(Vec::as_slice) {
@@ -248,7 +251,7 @@ pub fn root_entities(
             Some(_) => continue,
             None => "id",
         };
-        if obj.contains_key(key) {
+        if obj.fields.iter().any(|f| f == key) {
             continue; // tagged from the object itself
         }
         let value = root
@@ -299,78 +302,18 @@ fn add(
 /// Tag a complete response and strip the `__typename`s the client did not ask for: the
 /// rewritten body (`None` when the client asked for every one, so the body stays as it came),
 /// and the types and entities found in its `data`. `None` when it is not a JSON object with
-/// `data`.
+/// `data`. One pass, no tree: see `walk`.
 pub fn process(
     raw: &[u8],
     typed: &Typed,
     variables: &dyn Fn() -> Option<Variables>,
     key_fields: &HashMap<String, Vec<String>>,
-) -> Option<(Option<bytes::Bytes>, BTreeSet<Tag>)> {
-    let mut v: Value = serde_json::from_slice(raw).ok()?;
-    let data = v.as_object_mut()?.get_mut("data")?;
-    let mut found = entities(data, key_fields);
-    found.extend(root_entities(data, typed, variables, key_fields));
-    if !typed.strips() {
-        return Some((None, found));
-    }
-    strip(data, &typed.shape);
-    let out = serde_json::to_vec(&v).ok()?;
-    Some((Some(bytes::Bytes::from(out)), found))
-}
-
-/// Remove the `__typename`s the client did not ask for from `data`.
-pub fn strip(value: &mut Value, shape: &Shape) {
-    match value {
-        Value::Object(m) => {
-            if !shape.typename {
-                m.remove("__typename");
-            }
-            for (k, child) in &shape.children {
-                if let Some(v) = m.get_mut(k) {
-                    strip(v, child);
-                }
-            }
-        }
-        Value::Array(items) => {
-            for v in items {
-                strip(v, shape);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// The types and entities in `data`: every object with a `__typename` is of that type, and an
-/// entity when it has its type's key fields (`id` unless `key_fields` says otherwise).
-pub fn entities(data: &Value, key_fields: &HashMap<String, Vec<String>>) -> BTreeSet<Tag> {
-    let mut out = BTreeSet::new();
-    collect(data, key_fields, &mut out);
-    out
-}
-
-fn collect(value: &Value, key_fields: &HashMap<String, Vec<String>>, out: &mut BTreeSet<Tag>) {
-    match value {
-        Value::Object(m) => {
-            if let Some(Value::String(t)) = m.get("__typename") {
-                out.insert(type_name(t));
-                let default = ["id".to_string()];
-                let keys = key_fields.get(t).map_or(&default[..], Vec::as_slice);
-                let ids: Option<Vec<String>> = keys.iter().map(|k| scalar(m.get(k)?)).collect();
-                if let Some(ids) = ids.filter(|ids| !ids.is_empty()) {
-                    out.insert(entity(t, &ids.join(",")));
-                }
-            }
-            for v in m.values() {
-                collect(v, key_fields, out);
-            }
-        }
-        Value::Array(items) => {
-            for v in items {
-                collect(v, key_fields, out);
-            }
-        }
-        _ => {}
-    }
+) -> Option<(Option<bytes::Bytes>, HashSet<Tag>)> {
+    let strips = typed.strips();
+    let mut walk = Walk::run(raw, strips.then_some(&typed.shape), key_fields)?;
+    let mut found = walk.tags();
+    found.extend(root_entities(&walk.roots, typed, variables, key_fields));
+    Some((strips.then(|| bytes::Bytes::from(walk.out)), found))
 }
 
 fn scalar(v: &Value) -> Option<String> {
@@ -387,6 +330,20 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// `process` on `response`: what the client gets, and the tags.
+    fn run(
+        t: &Typed,
+        response: Value,
+        vars: Option<Value>,
+        keys: &HashMap<String, Vec<String>>,
+    ) -> (Value, HashSet<Tag>) {
+        let raw = response.to_string();
+        let vars = || vars.as_ref().and_then(Value::as_object).cloned();
+        let (body, tags) = process(raw.as_bytes(), t, &vars, keys).unwrap();
+        let body = body.map_or(response, |b| serde_json::from_slice(&b).unwrap());
+        (body, tags)
+    }
+
     #[test]
     fn typename_is_added_to_nested_sets_and_stripped_where_not_asked() {
         let q = "query Q { getPost(id: 1) { title author { name __typename } ...F } } \
@@ -396,29 +353,70 @@ mod tests {
         // getPost, comments (in the fragment) and the fragment's own set get it; the root not.
         assert_eq!(sent.matches("__typename").count(), 4, "{sent}");
         assert!(parse_query::<String>(sent).is_ok());
-        let mut data = json!({"getPost": {
+        let response = json!({"data": {"getPost": {
             "__typename": "Post", "title": "t",
             "author": {"__typename": "User", "name": "a"},
-            "comments": [{"__typename": "Comment", "text": "c"}]
-        }});
-        let tags = entities(&data, &HashMap::new());
-        assert!(tags.contains(&type_name("Comment")));
-        strip(&mut data, &t.shape);
+            "comments": [{"__typename": "Comment", "text": "c"}, {"__typename": "Comment", "text": "d"}]
+        }}});
+        let (body, tags) = run(&t, response, None, &HashMap::new());
+        assert!(tags.contains(&type_name("Comment")) && tags.contains(&type_name("User")));
         assert_eq!(
-            data,
-            json!({"getPost": {"title": "t", "author": {"__typename": "User", "name": "a"},
-                   "comments": [{"text": "c"}]}})
+            body,
+            json!({"data": {"getPost": {"title": "t", "author": {"__typename": "User", "name": "a"},
+                   "comments": [{"text": "c"}, {"text": "d"}]}}})
         );
     }
 
     #[test]
     fn documents_that_already_ask_everywhere_are_left_alone() {
-        let t = prepare("{ a { __typename b { __typename c } } }", None).unwrap();
+        let t = prepare("{ a { __typename b { __typename id } } }", None).unwrap();
         assert!(t.query.is_none());
-        let mut data = json!({"a": {"__typename": "A", "b": {"__typename": "B", "c": 1}}});
-        let before = data.clone();
-        strip(&mut data, &t.shape);
-        assert_eq!(data, before);
+        let raw = br#"{"data":{"a":{"__typename":"A","b":{"__typename":"B","id":1}}}}"#;
+        let (body, tags) = process(raw, &t, &|| None, &HashMap::new()).unwrap();
+        assert!(body.is_none(), "passed on as it came");
+        assert_eq!(
+            tags,
+            HashSet::from([type_name("A"), type_name("B"), entity("B", "1")])
+        );
+    }
+
+    #[test]
+    fn the_response_is_written_again_exactly_but_for_the_typenames() {
+        let t = prepare("{ a { b c { d } } }", None).unwrap();
+        let raw = concat!(
+            r#"{ "data" : {"a": [{"__typename":"A", "b": "x\"y\u00e9\n", "z\u0041": -12,"#,
+            r#" "c": {"d": [1.5, 18446744073709551615, true, null, {}, []], "__typename": "C"}},"#,
+            r#" null, {"b": 2e3}]},"#,
+            r#" "errors": [{"message": "m", "extensions": {"__typename": "E"}}], "extensions": {} }"#
+        );
+        let (body, tags) = process(raw.as_bytes(), &t, &|| None, &HashMap::new()).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&body.unwrap()).unwrap(),
+            concat!(
+                r#"{"data":{"a":[{"b":"x\"yé\n","zA":-12,"#,
+                r#""c":{"d":[1.5,18446744073709551615,true,null,{},[]]}},null,{"b":2000.0}]},"#,
+                r#""errors":[{"message":"m","extensions":{"__typename":"E"}}],"extensions":{}}"#
+            )
+        );
+        // Outside `data` nothing is tagged.
+        assert_eq!(tags, HashSet::from([type_name("A"), type_name("C")]));
+    }
+
+    #[test]
+    fn what_is_not_a_response_is_left_alone() {
+        let t = prepare("{ a { b } }", None).unwrap();
+        for raw in [
+            &b"not json"[..],
+            b"[1]",
+            br#"{"errors":[]}"#,
+            br#"{"data":{"a":{"b":1}}} trailing"#,
+            br#"{"data":{"a":{"b":1}"#,
+        ] {
+            assert!(process(raw, &t, &|| None, &HashMap::new()).is_none());
+        }
+        let (body, tags) = process(br#"{"data":null}"#, &t, &|| None, &HashMap::new()).unwrap();
+        assert_eq!(body.as_deref(), Some(&br#"{"data":null}"#[..]));
+        assert!(tags.is_empty());
     }
 
     #[test]
@@ -428,16 +426,15 @@ mod tests {
             None,
         )
         .unwrap();
-        let mut data = json!({
+        let response = json!({"data": {
             "first": {"__typename": "Post", "id": "1"},
             "second": {"__typename": "Post", "id": "2"}
-        });
-        let tags = entities(&data, &HashMap::new());
+        }});
+        let (body, tags) = run(&t, response, None, &HashMap::new());
         assert!(tags.contains(&entity("Post", "1")) && tags.contains(&entity("Post", "2")));
-        strip(&mut data, &t.shape);
         assert_eq!(
-            data,
-            json!({"first": {"id": "1"}, "second": {"__typename": "Post", "id": "2"}})
+            body,
+            json!({"data": {"first": {"id": "1"}, "second": {"__typename": "Post", "id": "2"}}})
         );
     }
 
@@ -448,24 +445,38 @@ mod tests {
             Some("Q"),
         )
         .unwrap();
-        let data = json!({
+        let response = json!({"data": {
             "a": {"__typename": "Post", "title": "x"},
             "getUser": {"__typename": "User", "id": "3"},
             "b": {"__typename": "Post", "title": "y"}
-        });
-        let vars = || json!({"id": "1"}).as_object().cloned();
-        let tags = root_entities(&data, &t, &vars, &HashMap::new());
-        assert_eq!(tags, vec![entity("Post", "1"), entity("Post", "5")]);
+        }});
+        let (_, tags) = run(&t, response, Some(json!({"id": "1"})), &HashMap::new());
+        assert_eq!(
+            tags,
+            HashSet::from([
+                type_name("Post"),
+                type_name("User"),
+                entity("Post", "1"),
+                entity("Post", "5"),
+                entity("User", "3"),
+            ])
+        );
     }
 
     #[test]
     fn key_fields_can_be_configured_per_type() {
-        let data = json!({"me": {"__typename": "User", "email": "a@b", "id": null},
-                          "n": {"__typename": "Node", "id": 7}});
-        let keys = HashMap::from([("User".to_string(), vec!["email".to_string()])]);
-        let tags = entities(&data, &keys);
+        let t = prepare("{ me { email id } n { id } m { a b } }", None).unwrap();
+        let response = json!({"data": {"me": {"__typename": "User", "email": "a@b", "id": null},
+                          "n": {"__typename": "Node", "id": 7},
+                          "m": {"b": false, "__typename": "Pair", "a": 1}}});
+        let keys = HashMap::from([
+            ("User".to_string(), vec!["email".to_string()]),
+            ("Pair".to_string(), vec!["a".to_string(), "b".to_string()]),
+        ]);
+        let (_, tags) = run(&t, response, None, &keys);
         assert!(tags.contains(&entity("User", "a@b")));
         assert!(tags.contains(&entity("Node", "7")));
+        assert!(tags.contains(&entity("Pair", "1,false")), "{tags:?}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! mutation purges), and the `__typename`s the client did not ask for are removed before the
 //! client, or the cache, sees the response.
 
-use std::collections::BTreeSet;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -210,7 +210,7 @@ fn invalidate(
     cache: &ResponseCache,
     site: &SiteRuntime,
     mutation_fields: &[String],
-    found: &BTreeSet<Tag>,
+    found: &HashSet<Tag>,
 ) {
     let policy = &site.config.cache;
     let mut purge: Vec<Tag> = Vec::new();
