@@ -157,3 +157,32 @@ async fn responses_already_naming_their_types_stream_through_and_still_purge() {
     assert_eq!(cache, "MISS");
     assert_eq!(body["data"]["getPost"]["title"], "Edited");
 }
+
+#[tokio::test]
+async fn type_rules_see_the_types_the_edge_asked_for() {
+    // Cached for 5 minutes by default; responses holding a Post for 1 second.
+    let (_sim, site) = setup("[[site.cache.rule]]\ntype = \"Post\"\nttl = \"1s\"\n").await;
+    let missing = r#"{ getPost(id: "404") { title } }"#;
+    let (_, cache, body) = ask(&site, missing).await;
+    assert_eq!(
+        (cache.as_str(), &body),
+        ("MISS", &json!({"data": {"getPost": null}}))
+    );
+    // The client never selected __typename, but the upstream named the Post to the edge.
+    let post = r#"{ getPost(id: "1") { title } }"#;
+    let (status, cache, body) = ask(&site, post).await;
+    assert_eq!((status, cache.as_str()), (200, "MISS"));
+    assert_eq!(body, json!({"data": {"getPost": {"title": "First post"}}}));
+    assert_eq!(ask(&site, post).await.1, "HIT");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(
+        ask(&site, post).await.1,
+        "MISS",
+        "the Post rule's TTL applied"
+    );
+    assert_eq!(
+        ask(&site, missing).await.1,
+        "HIT",
+        "the default TTL applied"
+    );
+}

@@ -1,5 +1,6 @@
 //! Turning an upstream response into a cache entry, or saying why not (a bounded reason).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -40,29 +41,56 @@ pub fn check_header(status: u16, headers: &http::HeaderMap) -> Result<(), &'stat
     Ok(())
 }
 
-/// Build the entry for a complete 200 response, or the reason it is not cached.
+/// What the rules need from a response body: its types, and whether it has errors.
+#[derive(Debug, Default)]
+pub struct Read {
+    pub typenames: BTreeSet<String>,
+    pub errors: bool,
+}
+
+impl Read {
+    /// Parse `body`: a JSON object with `data`, or the reason it is not cached.
+    fn parse(body: &[u8]) -> Result<Self, &'static str> {
+        let parsed: serde_json::Value = serde_json::from_slice(body).map_err(|_| "not-json")?;
+        let obj = parsed.as_object().ok_or("not-json")?;
+        if obj.get("errors").is_some_and(|e| !e.is_null()) {
+            return Err("errors");
+        }
+        Ok(Self {
+            typenames: policy::typenames(obj.get("data").ok_or("no-data")?),
+            errors: false,
+        })
+    }
+}
+
+/// Build the entry for a complete 200 response, or the reason it is not cached. `read`: what
+/// reading the body already found (tagged responses are read while they are tagged); without
+/// it the body is parsed here.
+#[allow(clippy::too_many_arguments)]
 pub fn entry(
     policy: &CachePolicy,
     plan: &CachePlan,
     site: usize,
     headers: &http::HeaderMap,
     body: Bytes,
+    read: Option<Read>,
     refresh: Option<Arc<RefreshRequest>>,
     tags: Vec<super::tags::Tag>,
 ) -> Result<Entry, &'static str> {
     if body.len() > policy.max_entry_size {
         return Err("body-size");
     }
-    let parsed: serde_json::Value = serde_json::from_slice(&body).map_err(|_| "not-json")?;
-    let obj = parsed.as_object().ok_or("not-json")?;
-    if obj.get("errors").is_some_and(|e| !e.is_null()) {
+    let read = match read {
+        Some(r) => r,
+        None => Read::parse(&body)?,
+    };
+    if read.errors {
         return Err("errors");
     }
-    let data = obj.get("data").ok_or("no-data")?;
     let cache_control = headers
         .get(http::header::CACHE_CONTROL)
         .and_then(|v| v.to_str().ok());
-    let (ttl, swr) = policy::store(policy, plan, &policy::typenames(data), cache_control)?;
+    let (ttl, swr) = policy::store(policy, plan, &read.typenames, cache_control)?;
 
     let mut header =
         ResponseHeader::build(200, Some(4 + policy.keep_headers.len())).map_err(|_| "header")?;

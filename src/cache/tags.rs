@@ -299,21 +299,39 @@ fn add(
     }
 }
 
-/// Tag a complete response and strip the `__typename`s the client did not ask for: the
-/// rewritten body (`None` when the client asked for every one, so the body stays as it came),
-/// and the types and entities found in its `data`. `None` when it is not a JSON object with
-/// `data`. One pass, no tree: see `walk`.
+/// A response read by [`process`].
+pub struct Processed {
+    /// The body the client gets, when it is not the upstream's (`__typename`s removed).
+    pub body: Option<bytes::Bytes>,
+    /// The types and entities in its `data`.
+    pub tags: HashSet<Tag>,
+    /// What the cache's rules read from it (so the cache does not parse it again).
+    pub read: super::fill::Read,
+}
+
+/// Tag a complete response and strip the `__typename`s the client did not ask for (when the
+/// client asked for every one, the body stays as it came). `None` when it is not a JSON object
+/// with `data`. One pass, no tree: see `walk`.
 pub fn process(
     raw: &[u8],
     typed: &Typed,
     variables: &dyn Fn() -> Option<Variables>,
     key_fields: &HashMap<String, Vec<String>>,
-) -> Option<(Option<bytes::Bytes>, HashSet<Tag>)> {
+) -> Option<Processed> {
     let strips = typed.strips();
     let mut walk = Walk::run(raw, strips.then_some(&typed.shape), key_fields)?;
-    let mut found = walk.tags();
-    found.extend(root_entities(&walk.roots, typed, variables, key_fields));
-    Some((strips.then(|| bytes::Bytes::from(walk.out)), found))
+    let read = super::fill::Read {
+        // Every type, the ones only the edge asked for too: type rules apply either way.
+        typenames: walk.types().map(str::to_string).collect(),
+        errors: walk.errors,
+    };
+    let mut tags = walk.tags();
+    tags.extend(root_entities(&walk.roots, typed, variables, key_fields));
+    Some(Processed {
+        body: strips.then(|| bytes::Bytes::from(walk.out)),
+        tags,
+        read,
+    })
 }
 
 fn scalar(v: &Value) -> Option<String> {
@@ -339,7 +357,7 @@ mod tests {
     ) -> (Value, HashSet<Tag>) {
         let raw = response.to_string();
         let vars = || vars.as_ref().and_then(Value::as_object).cloned();
-        let (body, tags) = process(raw.as_bytes(), t, &vars, keys).unwrap();
+        let Processed { body, tags, .. } = process(raw.as_bytes(), t, &vars, keys).unwrap();
         let body = body.map_or(response, |b| serde_json::from_slice(&b).unwrap());
         (body, tags)
     }
@@ -372,8 +390,10 @@ mod tests {
         let t = prepare("{ a { __typename b { __typename id } } }", None).unwrap();
         assert!(t.query.is_none());
         let raw = br#"{"data":{"a":{"__typename":"A","b":{"__typename":"B","id":1}}}}"#;
-        let (body, tags) = process(raw, &t, &|| None, &HashMap::new()).unwrap();
+        let Processed { body, tags, read } = process(raw, &t, &|| None, &HashMap::new()).unwrap();
         assert!(body.is_none(), "passed on as it came");
+        assert_eq!(read.typenames, ["A", "B"].map(String::from).into());
+        assert!(!read.errors);
         assert_eq!(
             tags,
             HashSet::from([type_name("A"), type_name("B"), entity("B", "1")])
@@ -389,7 +409,8 @@ mod tests {
             r#" null, {"b": 2e3}]},"#,
             r#" "errors": [{"message": "m", "extensions": {"__typename": "E"}}], "extensions": {} }"#
         );
-        let (body, tags) = process(raw.as_bytes(), &t, &|| None, &HashMap::new()).unwrap();
+        let Processed { body, tags, read } =
+            process(raw.as_bytes(), &t, &|| None, &HashMap::new()).unwrap();
         assert_eq!(
             std::str::from_utf8(&body.unwrap()).unwrap(),
             concat!(
@@ -398,8 +419,10 @@ mod tests {
                 r#""errors":[{"message":"m","extensions":{"__typename":"E"}}],"extensions":{}}"#
             )
         );
-        // Outside `data` nothing is tagged.
+        // Outside `data` nothing is tagged; the types include the stripped ones.
         assert_eq!(tags, HashSet::from([type_name("A"), type_name("C")]));
+        assert_eq!(read.typenames, ["A", "C"].map(String::from).into());
+        assert!(read.errors);
     }
 
     #[test]
@@ -414,7 +437,9 @@ mod tests {
         ] {
             assert!(process(raw, &t, &|| None, &HashMap::new()).is_none());
         }
-        let (body, tags) = process(br#"{"data":null}"#, &t, &|| None, &HashMap::new()).unwrap();
+        let Processed { body, tags, read } =
+            process(br#"{"data":null}"#, &t, &|| None, &HashMap::new()).unwrap();
+        assert!(!read.errors);
         assert_eq!(body.as_deref(), Some(&br#"{"data":null}"#[..]));
         assert!(tags.is_empty());
     }

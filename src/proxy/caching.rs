@@ -192,22 +192,21 @@ fn refresh_in_background(
             Ok((status, headers, body)) => fill::check_header(status, &headers)
                 .and_then(|()| {
                     // Tagged and stripped like the response it refreshes.
-                    let (body, tags) = match &req.typed {
+                    let (body, read, tags) = match &req.typed {
                         Some(typed) => {
                             let key_fields = &site.config.cache.key_fields;
-                            let (body, found) = crate::cache::tags::process(
+                            let p = crate::cache::tags::process(
                                 &body,
                                 typed,
                                 &|| super::tagging::variables_of(&req.body, false),
                                 key_fields,
                             )
-                            .map(|(new, found)| (new.unwrap_or(body), found))
                             .ok_or("not-json")?;
                             let mut tags = req.tags.clone();
-                            tags.extend(found);
-                            (body, tags)
+                            tags.extend(p.tags);
+                            (p.body.unwrap_or(body), Some(p.read), tags)
                         }
-                        None => (body, req.tags.clone()),
+                        None => (body, None, req.tags.clone()),
                     };
                     fill::entry(
                         &site.config.cache,
@@ -215,6 +214,7 @@ fn refresh_in_background(
                         site.index,
                         &headers,
                         body,
+                        read,
                         Some(req),
                         tags,
                     )
@@ -336,10 +336,10 @@ pub fn upstream_body(
         return;
     };
     let policy = &site.config.cache;
-    let tags = ctx
+    let (tags, read) = ctx
         .tags
         .as_mut()
-        .map(|t| std::mem::take(&mut t.entry_tags))
+        .map(|t| (std::mem::take(&mut t.entry_tags), t.read.take()))
         .unwrap_or_default();
     let refresh = (!state.plan.swr.is_zero() || !policy.default_swr.is_zero()).then(|| {
         let mut r = refresh_request(session, site, &state.raw, state.upstream_query.as_deref());
@@ -357,6 +357,7 @@ pub fn upstream_body(
         site.index,
         &headers,
         buf.freeze(),
+        read,
         refresh,
         tags,
     )

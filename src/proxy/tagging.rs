@@ -36,6 +36,8 @@ pub struct Tagging {
     /// The request (JSON body or query string), when root field arguments may name entities:
     /// its variables are read if the response needs them.
     request: Option<(Bytes, bool)>,
+    /// What tagging read from the response, for the cache's rules.
+    pub read: Option<crate::cache::fill::Read>,
 }
 
 /// The operation's own tags: its name and root fields.
@@ -78,6 +80,7 @@ pub fn prepare_upstream(ctx: &mut RequestCtx, plan: &RequestPlan, raw: &Bytes, i
             Vec::new()
         },
         request: (!typed.root_args.is_empty()).then(|| (raw.clone(), is_get)),
+        read: None,
     }));
 }
 
@@ -190,19 +193,20 @@ pub fn response_body(
         variables_of(raw, *is_get)
     };
     let processed = tags::process(&raw, &typed, &variables, &site.config.cache.key_fields);
-    let Some((rewritten, found)) = processed else {
+    let Some(processed) = processed else {
         if held {
             *body = Some(raw);
         }
         return;
     };
     if held {
-        *body = Some(rewritten.unwrap_or(raw));
+        *body = Some(processed.body.unwrap_or(raw));
     }
     if !t.mutation_fields.is_empty() {
-        invalidate(cache, site, &t.mutation_fields, &found);
+        invalidate(cache, site, &t.mutation_fields, &processed.tags);
     }
-    t.entry_tags.extend(found);
+    t.entry_tags.extend(processed.tags);
+    t.read = Some(processed.read);
 }
 
 /// Purge what a mutation changed, as the site's policy says.

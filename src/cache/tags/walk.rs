@@ -34,6 +34,8 @@ pub(super) struct Walk<'a> {
     scratch: String,
     pub roots: Vec<RootObject>,
     saw_data: bool,
+    /// The response has `errors` (not null).
+    pub errors: bool,
 }
 
 impl<'a> Walk<'a> {
@@ -58,6 +60,7 @@ impl<'a> Walk<'a> {
             scratch: String::new(),
             roots: Vec::new(),
             saw_data: false,
+            errors: false,
         };
         let mut de = serde_json::Deserializer::from_slice(raw);
         Node {
@@ -71,6 +74,11 @@ impl<'a> Walk<'a> {
         .ok()?;
         de.end().ok()?;
         walk.saw_data.then_some(walk)
+    }
+
+    /// The types found.
+    pub fn types(&self) -> impl Iterator<Item = &str> {
+        self.types.iter().map(|t| &**t)
     }
 
     /// The types and entities found.
@@ -134,6 +142,14 @@ impl<'a> Walk<'a> {
     }
 }
 
+/// What a value was, as far as the object holding it needs to know.
+enum Seen<'a> {
+    Null,
+    /// A scalar's text, when it was asked for.
+    Scalar(Cow<'a, str>),
+    Other,
+}
+
 /// Where a value is in the response.
 #[derive(Clone, PartialEq)]
 enum Role {
@@ -160,7 +176,7 @@ struct Node<'w, 'a, 's> {
 }
 
 impl<'a> DeserializeSeed<'a> for Node<'_, 'a, '_> {
-    type Value = Option<Cow<'a, str>>;
+    type Value = Seen<'a>;
 
     fn deserialize<D: de::Deserializer<'a>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
@@ -168,16 +184,20 @@ impl<'a> DeserializeSeed<'a> for Node<'_, 'a, '_> {
 }
 
 impl<'a> Node<'_, 'a, '_> {
-    fn scalar<T: serde::Serialize + ToString + ?Sized>(self, v: &T) -> Option<Cow<'a, str>> {
+    fn scalar<T: serde::Serialize + ToString + ?Sized>(self, v: &T) -> Seen<'a> {
         if self.write {
             self.walk.json(v);
         }
-        self.capture.then(|| Cow::Owned(v.to_string()))
+        if self.capture {
+            Seen::Scalar(Cow::Owned(v.to_string()))
+        } else {
+            Seen::Other
+        }
     }
 }
 
 impl<'a> Visitor<'a> for Node<'_, 'a, '_> {
-    type Value = Option<Cow<'a, str>>;
+    type Value = Seen<'a>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a GraphQL response")
@@ -208,16 +228,21 @@ impl<'a> Visitor<'a> for Node<'_, 'a, '_> {
     }
 
     fn visit_borrowed_str<E>(self, v: &'a str) -> Result<Self::Value, E> {
-        let capture = self.capture;
-        self.scalar(v);
-        Ok(capture.then_some(Cow::Borrowed(v)))
+        if self.write {
+            self.walk.json(v);
+        }
+        Ok(if self.capture {
+            Seen::Scalar(Cow::Borrowed(v))
+        } else {
+            Seen::Other
+        })
     }
 
     fn visit_unit<E>(self) -> Result<Self::Value, E> {
         if self.write {
             self.walk.raw(b"null");
         }
-        Ok(None)
+        Ok(Seen::Null)
     }
 
     fn visit_seq<A: SeqAccess<'a>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
@@ -253,7 +278,7 @@ impl<'a> Visitor<'a> for Node<'_, 'a, '_> {
         if write {
             walk.raw(b"]");
         }
-        Ok(None)
+        Ok(Seen::Other)
     }
 
     fn visit_map<A: MapAccess<'a>>(self, mut map: A) -> Result<Self::Value, A::Error> {
@@ -281,13 +306,16 @@ impl<'a> Visitor<'a> for Node<'_, 'a, '_> {
                 if keep {
                     walk.key(&key, &mut first);
                 }
-                typename = map.next_value_seed(Node {
+                let seen = map.next_value_seed(Node {
                     walk: &mut *walk,
                     shape: None,
                     role: Role::Inner,
                     write: keep,
                     capture: true,
                 })?;
+                if let Seen::Scalar(t) = seen {
+                    typename = Some(t);
+                }
                 continue;
             }
             let (child_role, child_shape) = match &role {
@@ -310,8 +338,10 @@ impl<'a> Visitor<'a> for Node<'_, 'a, '_> {
                 write,
                 capture,
             })?;
-            if let Some(v) = value {
-                walk.captured.push((key, v));
+            match value {
+                Seen::Scalar(v) => walk.captured.push((key, v)),
+                Seen::Other if role == Role::Top && key == "errors" => walk.errors = true,
+                _ => {}
             }
         }
         if write {
@@ -328,7 +358,7 @@ impl<'a> Visitor<'a> for Node<'_, 'a, '_> {
             walk.tag(t, from);
         }
         walk.captured.truncate(from);
-        Ok(None)
+        Ok(Seen::Other)
     }
 }
 
