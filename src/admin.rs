@@ -1,5 +1,7 @@
 //! The admin listener (loopback by default): `/metrics`, `/healthz`, `/readyz`, and the admin API
-//! (`POST /admin/certificates/reload`, `POST /admin/purge`).
+//! (`POST /admin/certificates/reload`, `POST /admin/purge`). With an `[admin]` token, both
+//! need it as a bearer token; without one, purges are off and reloads are open (the listener
+//! is on loopback by default).
 
 mod purge;
 
@@ -36,6 +38,42 @@ fn respond(status: u16, content_type: &str, body: Vec<u8>) -> Response<Vec<u8>> 
 
 fn json(status: u16, v: serde_json::Value) -> Response<Vec<u8>> {
     respond(status, "application/json", v.to_string().into_bytes())
+}
+
+fn error(status: u16, message: &str) -> Response<Vec<u8>> {
+    json(status, serde_json::json!({ "error": message }))
+}
+
+/// `None` when the request carries the `[admin]` token, or none is configured; otherwise
+/// the 401 to answer (`action`, for the log line).
+fn token_refusal(
+    config: &Config,
+    session: &ServerSession,
+    action: &str,
+) -> Option<Response<Vec<u8>>> {
+    config.admin_api.token.as_ref()?;
+    let presented = session
+        .req_header()
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    let (message, challenge) = match presented {
+        Some(token) if config.admin_api.accepts(token) => return None,
+        Some(_) => {
+            tracing::warn!("admin: {action} refused: wrong bearer token");
+            ("wrong bearer token", "Bearer error=\"invalid_token\"")
+        }
+        None => ("send Authorization: Bearer <token>", "Bearer"),
+    };
+    let mut r = error(401, message);
+    r.headers_mut().insert(
+        http::header::WWW_AUTHENTICATE,
+        http::HeaderValue::from_static(challenge),
+    );
+    Some(r)
 }
 
 impl AdminApp {
@@ -110,7 +148,16 @@ impl ServeHttp for AdminApp {
             ("GET", "/healthz") => respond(200, "text/plain", b"ok\n".to_vec()),
             ("GET", "/readyz") => self.readiness(),
             ("GET", "/admin/certificates") => self.certificates(),
-            ("POST", "/admin/certificates/reload") => self.reload_certificates(),
+            ("POST", "/admin/certificates/reload") => {
+                match token_refusal(&self.config, session, "certificate reload") {
+                    Some(refused) => {
+                        // The body is not read: close rather than drain it.
+                        session.set_keepalive(None);
+                        refused
+                    }
+                    None => self.reload_certificates(),
+                }
+            }
             ("POST", "/admin/purge") => purge::handle(&self.config, &self.cache, session).await,
             (_, "/admin/purge") => {
                 let mut r = json(405, serde_json::json!({"error": "use POST"}));

@@ -157,6 +157,35 @@ async fn the_admin_api_reloads_certificates_and_a_bad_pair_keeps_the_old_one() {
 }
 
 #[tokio::test]
+async fn with_an_admin_token_reloads_need_it() {
+    const TOKEN: &str = "reload-token-0123456789";
+    let extra = format!("[tls]\nreload-interval = \"0s\"\n[admin]\ntoken = \"{TOKEN}\"");
+    let (_up, certs, edge) = two_sites(&extra).await;
+    let admin = reqwest::Client::new();
+    let reload = format!("http://{}/admin/certificates/reload", edge.admin);
+    let new_ca = TestCa::new();
+    common::write_pair(&new_ca, certs.dir.path(), "a", &["a.test"]);
+
+    for auth in [None, Some("Bearer not-the-token-at-all")] {
+        let mut req = admin.post(&reload);
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 401, "{auth:?}");
+        assert!(r.headers().contains_key("www-authenticate"));
+    }
+    // Still the old certificate.
+    let old = edge.client(&certs.ca_pem(), &["a.test"], true);
+    assert_eq!(hello_status(&edge, &old, "a.test").await, 200);
+
+    let r = admin.post(&reload).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let client = edge.client(&new_ca.ca_pem(), &["a.test"], true);
+    assert_eq!(hello_status(&edge, &client, "a.test").await, 200);
+}
+
+#[tokio::test]
 async fn a_fallback_site_answers_unknown_sni() {
     let (_up, certs, edge) = two_sites("[tls]\nfallback-site = \"a\"").await;
     // A client that asks for c.test gets a.test's certificate: it fails name verification,

@@ -9,7 +9,7 @@ use pingora::protocols::http::ServerSession;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::json;
+use super::{error, json};
 use crate::cache::{tags, Purge, PurgeKind, ResponseCache};
 use crate::config::{Config, Site};
 
@@ -43,20 +43,6 @@ struct PurgeRequest {
 /// A refusal: status and message.
 type Refusal = (u16, String);
 
-fn error(status: u16, message: &str) -> Response<Vec<u8>> {
-    json(status, json!({ "error": message }))
-}
-
-fn with_header(
-    mut r: Response<Vec<u8>>,
-    name: http::HeaderName,
-    value: &'static str,
-) -> Response<Vec<u8>> {
-    r.headers_mut()
-        .insert(name, http::HeaderValue::from_static(value));
-    r
-}
-
 /// Answer `POST /admin/purge`.
 pub async fn handle(
     config: &Config,
@@ -86,36 +72,13 @@ pub async fn handle(
     )
 }
 
-/// `None` when the request carries the configured token; otherwise the refusal.
+/// `None` when the request carries the configured token; otherwise the refusal (purges are
+/// off without a token).
 fn authorize(config: &Config, session: &ServerSession) -> Option<Response<Vec<u8>>> {
     if config.admin_api.token.is_none() {
         return Some(error(403, "set [admin] token to enable purges"));
     }
-    let presented = session
-        .req_header()
-        .headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    let www = http::header::WWW_AUTHENTICATE;
-    match presented {
-        Some(token) if config.admin_api.accepts(token) => None,
-        Some(_) => {
-            tracing::warn!("admin: purge refused: wrong bearer token");
-            Some(with_header(
-                error(401, "wrong bearer token"),
-                www,
-                "Bearer error=\"invalid_token\"",
-            ))
-        }
-        None => Some(with_header(
-            error(401, "send Authorization: Bearer <token>"),
-            www,
-            "Bearer",
-        )),
-    }
+    super::token_refusal(config, session, "purge")
 }
 
 async fn read_body(session: &mut ServerSession) -> Result<Vec<u8>, Refusal> {
