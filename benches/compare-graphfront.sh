@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Starts graphfront for ../shared/bench/compare.sh: one worker thread, https://localhost on
 # $BENCH_LISTEN with $BENCH_CERT/$BENCH_KEY, fronting $BENCH_UPSTREAM at /graphql.
-# $BENCH_SITE_EXTRA (TOML) is appended to the site (benches/auth-overhead.sh adds auth).
+# $BENCH_SITE_KEYS (TOML keys) go into the [[site]] table itself (benches/realtime-idle.sh adds
+# realtime-upstream); $BENCH_SITE_EXTRA (TOML, after [site.cache]: start it with a table header
+# of its own) is appended to the site (benches/auth-overhead.sh adds auth).
 #   cargo build --release && ../shared/bench/compare.sh
 set -euo pipefail
 dir=${BENCH_DIR:-$(mktemp -d)}
@@ -29,6 +31,7 @@ name = "bench"
 domains = ["localhost"]
 upstream = "$BENCH_UPSTREAM"
 tls = { cert = "$BENCH_CERT", key = "$BENCH_KEY" }
+${BENCH_SITE_KEYS:-}
 
 [site.cache]
 default-ttl = "60s"

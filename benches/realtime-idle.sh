@@ -48,40 +48,16 @@ client=${WS_IDLE_BIN:-$(cargo bench --locked --bench ws_idle --no-run --message-
 [[ -x $client ]] || { echo "could not build the ws_idle bench client" >&2; exit 1; }
 
 "$client" certs "$W"
-cat >"$W/graphfront.toml" <<CONF
-[server]
-threads = 1
-state-dir = "$W/state"
-pid-file = "$W/graphfront.pid"
-upgrade-socket = "$W/upgrade.sock"
-grace-period = "0s"
-graceful-shutdown-timeout = "1s"
-access-log = false
-
-[listeners]
-https = ["127.0.0.1:$GF_PORT"]
-http = []
-admin = "127.0.0.1:$((GF_PORT + 1))"
-
-[tls]
-reload-interval = "0s"
-
-[[site]]
-name = "bench"
-domains = ["localhost"]
-upstream = "http://127.0.0.1:$UP_PORT/graphql"
-realtime-upstream = "ws://127.0.0.1:$UP_PORT/graphql/ws"
-tls = { cert = "$W/localhost.pem", key = "$W/localhost.key" }
-
-[site.websocket]
-max-connections = 100000
-max-connections-per-client = 100000
-CONF
 
 taskset -c 0 "$client" upstream "127.0.0.1:$UP_PORT" >"$W/upstream.log" 2>&1 &
 up=$!; pids+=("$up")
-taskset -c 1 "$bin" run -c "$W/graphfront.toml" >"$W/graphfront.log" 2>&1 &
-gf=$!; pids+=("$gf")
+# The graphfront compare.sh measures (benches/compare-graphfront.sh), with real-time on.
+BENCH_DIR=$W BENCH_LISTEN=127.0.0.1:$GF_PORT BENCH_ADMIN_PORT=$((GF_PORT + 1)) GRAPHFRONT_BIN=$bin \
+  BENCH_CERT=$W/localhost.pem BENCH_KEY=$W/localhost.key BENCH_UPSTREAM=http://127.0.0.1:$UP_PORT/graphql \
+  BENCH_SITE_KEYS="realtime-upstream = \"ws://127.0.0.1:$UP_PORT/graphql/ws\"" \
+  BENCH_SITE_EXTRA=$'[site.websocket]\nmax-connections = 100000\nmax-connections-per-client = 100000' \
+  taskset -c 1 bash benches/compare-graphfront.sh >"$W/graphfront.log" 2>&1 &
+gf=$!; pids+=("$gf")   # compare-graphfront.sh execs graphfront: this is its pid
 wait_port() {
   for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
   echo "port $1 not up" >&2; tail -20 "$W"/*.log >&2; exit 1
