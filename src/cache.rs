@@ -155,7 +155,7 @@ pub struct ResponseCache {
     index: purge::SharedIndex,
     /// Counts purges, and remembers the latest: a response fetched while one that matches it
     /// happened is not stored (it may hold what the purge removed).
-    purges: Mutex<purge::Recent>,
+    purges: purge::Recent,
 }
 
 /// A miss that leads: others asking for the same key wait until it is dropped.
@@ -216,7 +216,7 @@ impl ResponseCache {
             plans,
             documents,
             inflight: Mutex::new(HashMap::new()),
-            purges: Mutex::default(),
+            purges: Default::default(),
             index,
         }
     }
@@ -282,7 +282,7 @@ impl ResponseCache {
 
     /// The purge count, read when a fetch starts.
     pub fn purge_generation(&self) -> u64 {
-        purge::lock_recent(&self.purges).generation()
+        self.purges.generation()
     }
 
     /// Store `entry` unless a purge that picks it happened since `generation` was read (or
@@ -294,7 +294,7 @@ impl ResponseCache {
         generation: u64,
     ) -> Result<(), &'static str> {
         // Held while storing: a purge that starts later finds the entry in the index.
-        let recent = purge::lock_recent(&self.purges);
+        let recent = self.purges.lock();
         if recent.picked_since(generation, &entry) {
             return Err("purged");
         }

@@ -1,8 +1,8 @@
 //! Purges: the tag index (tag → keys of the stored entries carrying it), kept in step with the
 //! cache by its eviction listener, and purging everything, a site, or the entries with a tag.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::atomic::Ordering;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::tags::Tag;
@@ -127,44 +127,90 @@ impl TagIndex {
 /// a second; more purges than this during one only cost that response its place in the cache).
 const RECENT_PURGES: usize = 256;
 
-/// The purge count, and the latest purges with the count each one made.
+/// The purge count (read without a lock when a fetch starts), and the latest purges with the
+/// count each one made.
 #[derive(Default)]
 pub(super) struct Recent {
+    generation: AtomicU64,
+    purges: Mutex<VecDeque<Remembered>>,
+}
+
+/// A purge as fetches under way check it: its tags in a set, so that checking costs what the
+/// entry's tags do, however many the purge named.
+struct Remembered {
     generation: u64,
-    purges: std::collections::VecDeque<(u64, Purge)>,
+    site: Option<usize>,
+    /// `None`: every entry (of `site`).
+    tags: Option<HashSet<Tag>>,
+}
+
+impl Remembered {
+    fn picks(&self, e: &Entry) -> bool {
+        self.site.is_none_or(|s| e.site == s)
+            && self
+                .tags
+                .as_ref()
+                .is_none_or(|set| e.tags.iter().any(|t| set.contains(t)))
+    }
+}
+
+/// The remembered purges, locked: a fetch's check and its store happen under it, so a purge
+/// made after the check finds the stored entry in the index.
+pub(super) struct RecentGuard<'a> {
+    generation: &'a AtomicU64,
+    purges: MutexGuard<'a, VecDeque<Remembered>>,
 }
 
 impl Recent {
     pub(super) fn generation(&self) -> u64 {
-        self.generation
+        self.generation.load(Ordering::Acquire)
     }
 
-    fn push(&mut self, selector: &Purge) {
-        self.generation += 1;
-        if self.purges.len() == RECENT_PURGES {
-            self.purges.pop_front();
+    pub(super) fn lock(&self) -> RecentGuard<'_> {
+        RecentGuard {
+            generation: &self.generation,
+            purges: self.purges.lock().unwrap_or_else(|e| e.into_inner()),
         }
-        self.purges.push_back((self.generation, selector.clone()));
     }
 
+    fn push(&self, selector: &Purge) {
+        let mut guard = self.lock();
+        let generation = guard.generation.load(Ordering::Acquire) + 1;
+        let (site, tags) = match selector {
+            Purge::All => (None, None),
+            Purge::Site(s) => (Some(*s), None),
+            Purge::Tagged { site, tags } => (*site, Some(tags.iter().cloned().collect())),
+        };
+        if guard.purges.len() == RECENT_PURGES {
+            guard.purges.pop_front();
+        }
+        guard.purges.push_back(Remembered {
+            generation,
+            site,
+            tags,
+        });
+        guard.generation.store(generation, Ordering::Release);
+    }
+}
+
+impl RecentGuard<'_> {
     /// Whether a purge made after `generation` picks `entry`.
     pub(super) fn picked_since(&self, generation: u64, entry: &Entry) -> bool {
-        if generation == self.generation {
+        if generation == self.generation.load(Ordering::Acquire) {
             return false;
         }
-        let forgotten = self.purges.front().is_none_or(|(g, _)| *g > generation + 1);
+        let forgotten = self
+            .purges
+            .front()
+            .is_none_or(|p| p.generation > generation + 1);
         forgotten
             || self
                 .purges
                 .iter()
                 .rev()
-                .take_while(|(g, _)| *g > generation)
-                .any(|(_, p)| p.matches(entry))
+                .take_while(|p| p.generation > generation)
+                .any(|p| p.picks(entry))
     }
-}
-
-pub(super) fn lock_recent(recent: &Mutex<Recent>) -> MutexGuard<'_, Recent> {
-    recent.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The index, shared with the cache's eviction listener. Never held while calling into the
@@ -182,7 +228,7 @@ impl ResponseCache {
     /// Hard: removed. Soft: marked purged, so they are served as past their TTL
     /// (stale-while-revalidate and stale-if-error still apply) until refreshed.
     pub fn purge(&self, selector: &Purge, soft: bool, kind: PurgeKind) -> usize {
-        lock_recent(&self.purges).push(selector);
+        self.purges.push(selector);
         let n = match selector {
             // The iterator skips expired entries and allows removals while it runs.
             Purge::All | Purge::Site(_) => self
