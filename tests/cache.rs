@@ -288,3 +288,28 @@ async fn a_client_no_cache_refetches_only_when_the_site_allows_it() {
     assert_eq!(allowed.upstream_count(), 2);
     assert_eq!(allowed.send("a.test", q, &[]).await.x_cache, "HIT");
 }
+
+#[tokio::test]
+async fn responses_the_edge_reads_are_asked_for_unencoded() {
+    // A cached query, and a mutation whose response purges: the edge must read both.
+    let s = CachedSites::start("default-ttl = \"60s\"", "").await;
+    for q in [
+        "{ hello }",
+        "mutation { createPost(title: \"hi\") { id title } }",
+    ] {
+        let answer = s
+            .send(
+                "a.test",
+                json!({ "query": q }),
+                &[("accept-encoding", "gzip, br")],
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{q}");
+        let last = s.up.recorder.requests().pop().unwrap();
+        assert!(
+            !last.headers.contains_key("accept-encoding"),
+            "{q}: {:?}",
+            last.headers
+        );
+    }
+}

@@ -125,7 +125,7 @@ async fn clients_asking_for_typename_keep_it_where_they_asked() {
 }
 
 #[tokio::test]
-async fn responses_already_naming_their_types_stream_through_and_still_purge() {
+async fn responses_already_naming_their_types_pass_unchanged_and_still_purge() {
     // Apollo Client asks for __typename in every selection set: nothing to add or remove.
     let (sim, site) = setup("").await;
     let get = r#"{ getPost(id: "1") { __typename id title } }"#;

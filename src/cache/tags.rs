@@ -437,6 +437,12 @@ mod tests {
         ] {
             assert!(process(raw, &t, &|| None, &HashMap::new()).is_none());
         }
+        // The root's own type counts as a type (a `type = "Query"` rule), not an entity.
+        let t = prepare("{ __typename a { b } }", None).unwrap();
+        let raw = br#"{"data":{"__typename":"Query","a":null}}"#;
+        let Processed { tags, read, .. } = process(raw, &t, &|| None, &HashMap::new()).unwrap();
+        assert_eq!(tags, HashSet::from([type_name("Query")]));
+        assert_eq!(read.typenames, ["Query"].map(String::from).into());
         let Processed { body, tags, read } =
             process(br#"{"data":null}"#, &t, &|| None, &HashMap::new()).unwrap();
         assert!(!read.errors);

@@ -198,7 +198,7 @@ fn refresh_in_background(
                             let p = crate::cache::tags::process(
                                 &body,
                                 typed,
-                                &|| super::tagging::variables_of(&req.body, false),
+                                &|| refreshed_variables(&req),
                                 key_fields,
                             )
                             .ok_or("not-json")?;
@@ -234,9 +234,20 @@ fn refresh_in_background(
     });
 }
 
+/// The variables of a background refresh: in its JSON body, or in the query string of a GET.
+fn refreshed_variables(req: &RefreshRequest) -> Option<crate::cache::tags::Variables> {
+    if req.method == http::Method::GET {
+        let (_, query) = req.path_and_query.split_once('?')?;
+        super::tagging::variables_of(query.as_bytes(), true)
+    } else {
+        super::tagging::variables_of(&req.body, false)
+    }
+}
+
 /// `upstream_request_filter`: ask for an unencoded response, which every client can be served.
 pub fn upstream_request(ctx: &RequestCtx, req: &mut pingora::http::RequestHeader) {
-    if ctx.cache.is_some() {
+    // A response the edge caches, or reads for tags (a mutation that purges), must be readable.
+    if ctx.cache.is_some() || ctx.tags.is_some() {
         req.remove_header(&http::header::ACCEPT_ENCODING);
     }
 }

@@ -162,7 +162,10 @@ pub fn response_body(
     let (Some(buf), Some(typed)) = (t.rewrite.as_mut(), t.typed.as_ref()) else {
         return;
     };
-    let held = typed.strips();
+    // Held until it is complete when it is rewritten, and for a mutation, so that its purge
+    // is done before the client has all of it (else a client reading its own write at once
+    // could still be answered from the cache). Anything else streams on, a copy collected.
+    let held = typed.strips() || !t.mutation_fields.is_empty();
     if held {
         if let Some(chunk) = body.take() {
             buf.extend_from_slice(&chunk);

@@ -301,7 +301,7 @@ impl<'a> Visitor<'a> for Node<'_, 'a, '_> {
             if matches!(role, Role::Root(_)) {
                 fields.push(key.to_string());
             }
-            if tagged && role != Role::Data && key == "__typename" {
+            if tagged && key == "__typename" {
                 let keep = write && shape.is_none_or(|s| s.typename);
                 if keep {
                     walk.key(&key, &mut first);
