@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::cache::CachedSites;
+use common::cache::{Answer, CachedSites};
 use common::{https_client, post_gql};
 use serde_json::{json, Value};
 
@@ -53,6 +53,18 @@ impl CachedSites {
     async fn purge(&self, body: Value) -> Purged {
         let bearer = format!("Bearer {TOKEN}");
         self.purge_raw(body.to_string(), Some(&bearer)).await
+    }
+
+    /// GET `/graphql` on `a.test` with `params` in the query string.
+    async fn get(&self, params: &[(&str, &str)]) -> Answer {
+        let req = self
+            .client
+            .get(self.edge.url("a.test", "/graphql"))
+            .query(params)
+            // What Apollo Client sends with a GET, so that CSRF prevention lets it through.
+            .header("apollo-require-preflight", "true")
+            .header("x-graphfront-cache-debug", "1");
+        Answer::read(req.send().await.unwrap()).await
     }
 
     /// Change post `id` at the upstream directly (not through the edge).
@@ -296,4 +308,42 @@ async fn purges_by_tag_entity() {
     assert_eq!(p.body["purged"], 1);
     let entity = "graphfront_cache_purged_entries_total{kind=\"entity\"}";
     assert_eq!(s.edge.metric(entity).await, 3.0);
+}
+
+#[tokio::test]
+async fn a_get_refreshed_in_the_background_keeps_the_entity_its_variables_name() {
+    let s = CachedSites::start(
+        "default-ttl = \"60s\"\nstale-while-revalidate = \"60s\"",
+        &with_token(),
+    )
+    .await;
+    // The client selects no `id`: only the variables in the query string name Post 1.
+    let params = [
+        (
+            "query",
+            "query GetPost($id: ID!) { getPost(id: $id) { title version } }",
+        ),
+        ("variables", r#"{"id":"1"}"#),
+    ];
+    let first = s.get(&params).await;
+    assert_eq!(
+        (first.status, first.x_cache.as_str()),
+        (200, "MISS"),
+        "{}",
+        first.body
+    );
+    assert_eq!(s.get(&params).await.x_cache, "HIT");
+    s.touch_upstream("1").await;
+    let p = s.purge(json!({"site": "a", "soft": true})).await;
+    assert_eq!(p.body["purged"], 1);
+
+    common::cache::stale_then_refreshed(|| s.get(&params), &first).await;
+
+    // The refreshed entry is tagged with Post 1 from the GET's variables.
+    let p = s.purge(json!({"type": "Post", "ids": ["1"]})).await;
+    assert_eq!(
+        p.body,
+        json!({"purged": 1, "kind": "entity", "soft": false})
+    );
+    assert_eq!(s.get(&params).await.x_cache, "MISS");
 }

@@ -26,6 +26,17 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// The response `r`, read whole.
+    pub async fn read(r: reqwest::Response) -> Self {
+        Answer {
+            status: r.status().as_u16(),
+            x_cache: header(&r, "x-cache"),
+            reason: header(&r, "x-cache-reason"),
+            age: header(&r, "age").parse().ok(),
+            body: r.json().await.unwrap_or(Value::Null),
+        }
+    }
+
     /// `getPost.version` in the body.
     pub fn post_version(&self) -> i64 {
         self.body["data"]["getPost"]["version"].as_i64().unwrap()
@@ -65,14 +76,7 @@ impl CachedSites {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let r = req.send().await.unwrap();
-        Answer {
-            status: r.status().as_u16(),
-            x_cache: header(&r, "x-cache"),
-            reason: header(&r, "x-cache-reason"),
-            age: header(&r, "age").parse().ok(),
-            body: r.json().await.unwrap_or(Value::Null),
-        }
+        Answer::read(req.send().await.unwrap()).await
     }
 
     /// The query `q` on `host`.
@@ -94,25 +98,36 @@ impl CachedSites {
     /// served STALE with `cached`'s version at once, then (refreshed in the background) a HIT
     /// with the next version.
     pub async fn stale_then_refreshed(&self, q: &str, cached: &Answer) {
-        let stale = self.query(q).await;
-        assert_eq!(stale.x_cache, "STALE");
-        assert_eq!(
-            stale.post_version(),
-            cached.post_version(),
-            "stale content is served at once"
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let a = self.query(q).await;
-            if a.x_cache == "HIT" && a.post_version() == cached.post_version() + 1 {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no fresh entry after the refresh: {}",
-                a.x_cache
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        stale_then_refreshed(|| self.query(q), cached).await
+    }
+}
+
+/// Asked with `ask`, an entry that went stale while the upstream's post moved on past `cached`:
+/// served STALE with `cached`'s version at once, then (refreshed in the background) a HIT with
+/// the next version.
+pub async fn stale_then_refreshed<F, A>(ask: F, cached: &Answer)
+where
+    F: Fn() -> A,
+    A: std::future::Future<Output = Answer>,
+{
+    let stale = ask().await;
+    assert_eq!(stale.x_cache, "STALE");
+    assert_eq!(
+        stale.post_version(),
+        cached.post_version(),
+        "stale content is served at once"
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let a = ask().await;
+        if a.x_cache == "HIT" && a.post_version() == cached.post_version() + 1 {
+            return;
         }
+        assert!(
+            Instant::now() < deadline,
+            "no fresh entry after the refresh: {}",
+            a.x_cache
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
