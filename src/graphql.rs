@@ -2,6 +2,7 @@
 //! the document parsed with graphql-parser, and the selected operation classified.
 
 mod limits;
+pub mod scan;
 
 use std::collections::{HashMap, HashSet};
 

@@ -118,12 +118,14 @@ fn sha256(text: &str) -> String {
     })
 }
 
-/// A document without whitespace and `__typename` (which Apollo Client adds, and the edge may
-/// add for cache tags on sites that cache), to compare what the upstream got.
+/// A document without whitespace, `__typename` (which Apollo Client adds) and the edge's own
+/// `graphfront__typename: __typename` (added for cache tags on sites that cache), to compare
+/// what the upstream got.
 fn bare(query: &Value) -> String {
     query
         .as_str()
         .unwrap_or_else(|| panic!("no query: {query}"))
+        .replace("graphfront__typename: __typename", "")
         .replace("__typename", "")
         .split_whitespace()
         .collect()

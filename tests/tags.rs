@@ -186,3 +186,28 @@ async fn type_rules_see_the_types_the_edge_asked_for() {
         "the default TTL applied"
     );
 }
+
+#[tokio::test]
+async fn the_upstream_gets_the_clients_strings_exactly() {
+    // graphql-parser would print these strings otherwise (a line break makes a block string,
+    // which drops trailing line breaks and indentation); the edge only adds its field.
+    let (sim, site) = setup("").await;
+    let title = "  two\n  lines 😀\n\n";
+    let mutation = format!(
+        "mutation {{ createPost(id: \"1\", title: {}) {{ id title }} }}",
+        json!(title)
+    );
+    let (status, _, body) = ask(&site, &mutation).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["createPost"]["title"], title);
+    let sent: Value = serde_json::from_str(&sim.stats().await.last_body.unwrap()).unwrap();
+    let sent = sent["query"].as_str().unwrap();
+    assert_eq!(
+        sent.replace(" graphfront__typename: __typename", ""),
+        mutation
+    );
+
+    let (_, cache, body) = ask(&site, r#"{ getPost(id: "1") { title } }"#).await;
+    assert_eq!(cache, "MISS");
+    assert_eq!(body["data"]["getPost"]["title"], title);
+}

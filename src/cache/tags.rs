@@ -30,35 +30,38 @@ use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
 use graphql_parser::query::{
-    parse_query, Definition, Document, Field, OperationDefinition, Selection, SelectionSet,
+    parse_query, Definition, Document, OperationDefinition, Selection, SelectionSet,
 };
 use serde_json::Value;
+
+use crate::graphql::scan;
 
 mod walk;
 use walk::{RootObject, Walk};
 
-/// Where the client asked for `__typename`, by response key, from the root of `data`.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Shape {
-    typename: bool,
-    children: HashMap<String, Shape>,
-}
+/// The response key of the field the edge adds where a selection set has no plain
+/// `__typename`: the edge's own key never merges with, or changes, anything the client asked
+/// for (a `__typename` of the client's under a type condition or a directive stays the
+/// upstream's to resolve), and every value under it is the edge's to remove.
+pub const TYPENAME_ALIAS: &str = "graphfront__typename";
 
-/// A document prepared for tagging: the text the upstream gets (`__typename` in every nested
-/// selection set), and the shape the client asked for.
+/// What the edge writes after the `{` of such a selection set.
+const INJECTED: &str = " graphfront__typename: __typename";
+
+/// A document prepared for tagging: the text the upstream gets (the edge's `__typename` in
+/// every field's selection set that has no plain one), and the root fields' arguments.
 #[derive(Debug)]
 pub struct Typed {
-    /// The rewritten document; `None` when the client's already asks for every `__typename`.
+    /// The client's document with the edge's field added; `None` when the client already
+    /// asks for `__typename` plainly in every field's selection set (Apollo Client does).
     pub query: Option<String>,
-    pub shape: Shape,
     /// Root fields' scalar arguments (`getPost(id: $id)`): an object a root field returns
     /// without its key fields is still the entity its arguments name.
     pub root_args: Vec<RootArg>,
 }
 
 impl Typed {
-    /// Whether responses change shape: the upstream got `__typename`s the client did not
-    /// ask for.
+    /// Whether responses change shape: the upstream got fields the client did not ask for.
     pub fn strips(&self) -> bool {
         self.query.is_some()
     }
@@ -77,9 +80,6 @@ pub enum ArgValue {
     Variable(String),
 }
 
-/// Fragment spreads are followed this deep (cycles are refused by the limits anyway).
-const MAX_SPREAD_DEPTH: usize = 32;
-
 /// Typed documents by document key (query text and operation name digest).
 static TYPED: LazyLock<moka::sync::Cache<[u8; 32], Option<Arc<Typed>>>> = LazyLock::new(|| {
     moka::sync::Cache::builder()
@@ -93,133 +93,133 @@ pub fn typed(doc_key: [u8; 32], query: &str, operation_name: Option<&str>) -> Op
     TYPED.get_with(doc_key, || prepare(query, operation_name).map(Arc::new))
 }
 
-/// Add `__typename` to every nested selection set of `query` (operations and fragments), and
-/// note where the client asked for it. `None` when the document does not parse (the request is
-/// refused before this matters) or has no operation named `operation_name`.
+/// The client's document with the edge's `__typename` after the `{` of every field's selection
+/// set (in operations and fragments) that does not select `__typename` plainly; nothing else in
+/// the text changes. Each selection set is visited once (fragment spreads are not followed),
+/// so the work is linear in the document. `None` when the response could not be read for
+/// types: the document does not parse, has no operation named `operation_name`, uses the
+/// edge's key, or answers another field as `__typename`.
 pub fn prepare(query: &str, operation_name: Option<&str>) -> Option<Typed> {
-    let mut doc: Document<'_, String> = parse_query(query).ok()?;
-    let (shape, root_args) = shape_of(&doc, operation_name)?;
-    let mut changed = false;
-    for def in &mut doc.definitions {
-        match def {
-            Definition::Operation(op) => {
-                let top = match op {
-                    OperationDefinition::SelectionSet(s) => s,
-                    OperationDefinition::Query(q) => &mut q.selection_set,
-                    OperationDefinition::Mutation(m) => &mut m.selection_set,
-                    OperationDefinition::Subscription(s) => &mut s.selection_set,
-                };
-                // The root object is not an entity: its fields' sets get `__typename`.
-                for item in &mut top.items {
-                    changed |= inject_into(item);
+    if query.contains(TYPENAME_ALIAS) {
+        return None;
+    }
+    let doc: Document<'_, &str> = parse_query(query).ok()?;
+    let top = selected(&doc, operation_name)?;
+    let root_args = root_args(top);
+    // Whether the edge adds its field, for each selection set in the order of the text.
+    let mut plan = Vec::new();
+    for def in &doc.definitions {
+        let set = match def {
+            Definition::Operation(op) => selection_set(op),
+            Definition::Fragment(f) => &f.selection_set,
+        };
+        // The root object and a fragment's own set are not a field's: no entity there.
+        plan_sets(set, false, &mut plan)?;
+    }
+    let opens = scan::selection_sets(query);
+    if opens.len() != plan.len() {
+        return None;
+    }
+    let added = plan.iter().filter(|add| **add).count();
+    let query = (added > 0).then(|| {
+        let mut out = String::with_capacity(query.len() + added * INJECTED.len());
+        let mut copied = 0;
+        for (&at, _) in opens.iter().zip(&plan).filter(|(_, add)| **add) {
+            out.push_str(&query[copied..=at]);
+            out.push_str(INJECTED);
+            copied = at + 1;
+        }
+        out.push_str(&query[copied..]);
+        out
+    });
+    Some(Typed { query, root_args })
+}
+
+/// Note whether `set` (a field's when `field`) gets the edge's field, then its nested sets in
+/// the order they are written. `None` when a field other than `__typename` answers as
+/// `__typename`.
+fn plan_sets<'a>(set: &SelectionSet<'a, &'a str>, field: bool, plan: &mut Vec<bool>) -> Option<()> {
+    let plain = set.items.iter().any(|i| {
+        matches!(i, Selection::Field(f)
+            if f.name == "__typename" && f.alias.is_none_or(|a| a == "__typename")
+                && f.directives.is_empty())
+    });
+    plan.push(field && !plain);
+    for item in &set.items {
+        match item {
+            Selection::Field(f) => {
+                if f.alias == Some("__typename") && f.name != "__typename" {
+                    return None;
+                }
+                if !f.selection_set.items.is_empty() {
+                    plan_sets(&f.selection_set, true, plan)?;
                 }
             }
-            Definition::Fragment(f) => changed |= inject(&mut f.selection_set),
+            Selection::InlineFragment(i) => plan_sets(&i.selection_set, false, plan)?,
+            Selection::FragmentSpread(_) => {}
         }
     }
-    Some(Typed {
-        query: changed.then(|| doc.to_string()),
-        shape,
-        root_args,
-    })
+    Some(())
 }
 
-fn inject_into(item: &mut Selection<'_, String>) -> bool {
-    match item {
-        Selection::Field(f) if !f.selection_set.items.is_empty() => inject(&mut f.selection_set),
-        Selection::Field(_) | Selection::FragmentSpread(_) => false,
-        Selection::InlineFragment(i) => {
-            let mut changed = false;
-            for item in &mut i.selection_set.items {
-                changed |= inject_into(item);
-            }
-            changed
-        }
-    }
-}
-
-fn inject(set: &mut SelectionSet<'_, String>) -> bool {
-    let mut changed = false;
-    for item in &mut set.items {
-        changed |= inject_into(item);
-    }
-    let has = set
-        .items
-        .iter()
-        .any(|i| matches!(i, Selection::Field(f) if f.name == "__typename" && f.alias.is_none()));
-    if !has {
-        set.items.push(Selection::Field(Field {
-            position: set.span.0,
-            alias: None,
-            name: "__typename".to_string(),
-            arguments: Vec::new(),
-            directives: Vec::new(),
-            selection_set: SelectionSet {
-                span: set.span,
-                items: Vec::new(),
-            },
-        }));
-        changed = true;
-    }
-    changed
-}
-
-fn shape_of(
-    doc: &Document<'_, String>,
-    operation_name: Option<&str>,
-) -> Option<(Shape, Vec<RootArg>)> {
-    let mut fragments = HashMap::new();
-    let mut operations = Vec::new();
-    for def in &doc.definitions {
-        match def {
-            Definition::Fragment(f) => {
-                fragments.insert(f.name.as_str(), &f.selection_set);
-            }
-            Definition::Operation(op) => operations.push(op),
-        }
-    }
-    let name_of = |op: &OperationDefinition<'_, String>| match op {
-        OperationDefinition::SelectionSet(_) => None,
-        OperationDefinition::Query(q) => q.name.clone(),
-        OperationDefinition::Mutation(m) => m.name.clone(),
-        OperationDefinition::Subscription(s) => s.name.clone(),
-    };
-    let op = match operation_name {
-        Some(n) => operations
-            .into_iter()
-            .find(|o| name_of(o).as_deref() == Some(n))?,
-        None if operations.len() == 1 => operations[0],
-        None => return None,
-    };
-    let top = match op {
+fn selection_set<'d, 'a>(
+    op: &'d OperationDefinition<'a, &'a str>,
+) -> &'d SelectionSet<'a, &'a str> {
+    match op {
         OperationDefinition::SelectionSet(s) => s,
         OperationDefinition::Query(q) => &q.selection_set,
         OperationDefinition::Mutation(m) => &m.selection_set,
         OperationDefinition::Subscription(s) => &s.selection_set,
-    };
-    let mut shape = Shape::default();
-    add(&mut shape, top, &fragments, 0);
-    Some((shape, root_args(top)))
+    }
 }
 
-fn root_args(top: &SelectionSet<'_, String>) -> Vec<RootArg> {
+/// The selection set of the operation named `operation_name`, or of the only one.
+fn selected<'d, 'a>(
+    doc: &'d Document<'a, &'a str>,
+    operation_name: Option<&str>,
+) -> Option<&'d SelectionSet<'a, &'a str>> {
+    let mut operations = doc.definitions.iter().filter_map(|d| match d {
+        Definition::Operation(op) => Some(op),
+        Definition::Fragment(_) => None,
+    });
+    let name_of = |op: &OperationDefinition<'a, &'a str>| match op {
+        OperationDefinition::SelectionSet(_) => None,
+        OperationDefinition::Query(q) => q.name,
+        OperationDefinition::Mutation(m) => m.name,
+        OperationDefinition::Subscription(s) => s.name,
+    };
+    let op = match operation_name {
+        Some(n) => operations.find(|o| name_of(o) == Some(n))?,
+        None => {
+            let only = operations.next()?;
+            if operations.next().is_some() {
+                return None;
+            }
+            only
+        }
+    };
+    Some(selection_set(op))
+}
+
+fn root_args<'a>(top: &SelectionSet<'a, &'a str>) -> Vec<RootArg> {
     use graphql_parser::query::Value as Gql;
     top.items
         .iter()
         .filter_map(|item| match item {
             Selection::Field(f) if !f.arguments.is_empty() => Some(RootArg {
-                key: f.alias.clone().unwrap_or_else(|| f.name.clone()),
+                key: f.alias.unwrap_or(f.name).to_string(),
                 args: f
                     .arguments
                     .iter()
                     .filter_map(|(name, v)| {
                         let v = match v {
-                            Gql::String(s) | Gql::Enum(s) => ArgValue::Literal(s.clone()),
+                            Gql::String(s) => ArgValue::Literal(s.clone()),
+                            Gql::Enum(s) => ArgValue::Literal(s.to_string()),
                             Gql::Int(n) => ArgValue::Literal(n.as_i64()?.to_string()),
-                            Gql::Variable(v) => ArgValue::Variable(v.clone()),
+                            Gql::Variable(v) => ArgValue::Variable(v.to_string()),
                             _ => return None,
                         };
-                        Some((name.clone(), v))
+                        Some((name.to_string(), v))
                     })
                     .collect(),
             }),
@@ -271,34 +271,6 @@ fn root_entities(
     out
 }
 
-fn add(
-    shape: &mut Shape,
-    set: &SelectionSet<'_, String>,
-    fragments: &HashMap<&str, &SelectionSet<'_, String>>,
-    depth: usize,
-) {
-    for item in &set.items {
-        match item {
-            Selection::Field(f) => {
-                let key = f.alias.as_ref().unwrap_or(&f.name);
-                if key == "__typename" {
-                    shape.typename = true;
-                } else if !f.selection_set.items.is_empty() {
-                    let child = shape.children.entry(key.clone()).or_default();
-                    add(child, &f.selection_set, fragments, depth);
-                }
-            }
-            Selection::FragmentSpread(s) if depth < MAX_SPREAD_DEPTH => {
-                if let Some(set) = fragments.get(s.fragment_name.as_str()) {
-                    add(shape, set, fragments, depth + 1);
-                }
-            }
-            Selection::FragmentSpread(_) => {}
-            Selection::InlineFragment(i) => add(shape, &i.selection_set, fragments, depth),
-        }
-    }
-}
-
 /// A response read by [`process`].
 pub struct Processed {
     /// The body the client gets, when it is not the upstream's (`__typename`s removed).
@@ -319,7 +291,7 @@ pub fn process(
     key_fields: &HashMap<String, Vec<String>>,
 ) -> Option<Processed> {
     let strips = typed.strips();
-    let mut walk = Walk::run(raw, strips.then_some(&typed.shape), key_fields)?;
+    let mut walk = Walk::run(raw, strips, key_fields)?;
     let read = super::fill::Read {
         // Every type, the ones only the edge asked for too: type rules apply either way.
         typenames: walk.types().map(str::to_string).collect(),
@@ -362,27 +334,80 @@ mod tests {
         (body, tags)
     }
 
+    /// What the upstream gets in a selection set the edge added its field to.
+    const ADDED: &str = INJECTED;
+
     #[test]
-    fn typename_is_added_to_nested_sets_and_stripped_where_not_asked() {
+    fn the_edge_adds_its_field_where_no_plain_typename_is_and_strips_it() {
         let q = "query Q { getPost(id: 1) { title author { name __typename } ...F } } \
                  fragment F on Post { comments { text } }";
         let t = prepare(q, None).unwrap();
         let sent = t.query.as_deref().unwrap();
-        // getPost, comments (in the fragment) and the fragment's own set get it; the root not.
-        assert_eq!(sent.matches("__typename").count(), 4, "{sent}");
+        // getPost's and comments' sets (the latter in the fragment); not the root, not the
+        // fragment's own set, not author's (it selects __typename plainly).
+        assert_eq!(
+            sent,
+            format!(
+                "query Q {{ getPost(id: 1) {{{ADDED} title author {{ name __typename }} ...F }} }} \
+                 fragment F on Post {{ comments {{{ADDED} text }} }}"
+            )
+        );
         assert!(parse_query::<String>(sent).is_ok());
         let response = json!({"data": {"getPost": {
-            "__typename": "Post", "title": "t",
+            "graphfront__typename": "Post", "title": "t",
             "author": {"__typename": "User", "name": "a"},
-            "comments": [{"__typename": "Comment", "text": "c"}, {"__typename": "Comment", "text": "d"}]
+            "comments": [{"graphfront__typename": "Comment", "text": "c"},
+                         {"graphfront__typename": "Comment", "text": "d"}]
         }}});
         let (body, tags) = run(&t, response, None, &HashMap::new());
         assert!(tags.contains(&type_name("Comment")) && tags.contains(&type_name("User")));
+        assert!(tags.contains(&type_name("Post")));
         assert_eq!(
             body,
             json!({"data": {"getPost": {"title": "t", "author": {"__typename": "User", "name": "a"},
                    "comments": [{"text": "c"}, {"text": "d"}]}}})
         );
+    }
+
+    #[test]
+    fn nothing_else_in_the_document_changes() {
+        // Strings the printer would render otherwise (line breaks, characters past U+FFFF),
+        // input objects (their braces are not selection sets), comments, block strings.
+        let q = "query S($v: In = {a: {b: 1}}) {\n  search(q: \"😀\\n\\n\", o: {x: \"{\"}) \
+                 @d(p: {q: 1}) { id # {\n }\n  other(t: \"\"\"\n  a\n    b\n\"\"\") { z }\n}";
+        let t = prepare(q, None).unwrap();
+        let sent = t.query.as_deref().unwrap();
+        assert_eq!(sent.replace(ADDED, ""), q);
+        assert_eq!(sent.matches(ADDED).count(), 2, "{sent}");
+        assert!(
+            sent.contains(&format!("@d(p: {{q: 1}}) {{{ADDED} id")),
+            "{sent}"
+        );
+        assert!(parse_query::<String>(sent).is_ok());
+    }
+
+    #[test]
+    fn typenames_under_conditions_stay_the_upstreams_to_resolve() {
+        // A __typename under a type condition or a directive is not a plain one: the edge
+        // adds its own, and the client's is returned exactly where the upstream resolved it.
+        let q = "query Q($t: Boolean!) { node(id: \"1\") { ... on Post { __typename title } } \
+                 search { ... on Post { __typename } ... on User { name } } \
+                 post { title __typename @include(if: $t) } }";
+        let t = prepare(q, None).unwrap();
+        assert_eq!(t.query.as_deref().unwrap().matches(ADDED).count(), 3);
+        let response = json!({"data": {
+            "node": {"graphfront__typename": "User"},
+            "search": [{"graphfront__typename": "Post", "__typename": "Post"},
+                       {"graphfront__typename": "User", "name": "u"}],
+            "post": {"graphfront__typename": "Post", "title": "x"}
+        }});
+        let (body, tags) = run(&t, response, None, &HashMap::new());
+        assert_eq!(
+            body,
+            json!({"data": {"node": {}, "search": [{"__typename": "Post"}, {"name": "u"}],
+                   "post": {"title": "x"}}})
+        );
+        assert!(tags.contains(&type_name("User")) && tags.contains(&type_name("Post")));
     }
 
     #[test]
@@ -401,11 +426,30 @@ mod tests {
     }
 
     #[test]
-    fn the_response_is_written_again_exactly_but_for_the_typenames() {
+    fn documents_whose_responses_cannot_be_read_for_types_are_not_prepared() {
+        // Another field answering as __typename; the edge's own key taken by the client.
+        assert!(prepare("{ a { __typename: title } }", None).is_none());
+        assert!(prepare("{ a { graphfront__typename: b } }", None).is_none());
+    }
+
+    #[test]
+    fn fragments_are_visited_once_however_often_they_are_spread() {
+        // Each fragment spreads the next twice: 2^31 paths, 32 definitions.
+        let mut q = String::from("{ post(id: 1) { ...F0 } }");
+        for i in 0..31 {
+            q += &format!(" fragment F{i} on Post {{ ...F{n} ...F{n} }}", n = i + 1);
+        }
+        q += " fragment F31 on Post { id author { name } }";
+        let t = prepare(&q, None).unwrap();
+        assert_eq!(t.query.as_deref().unwrap().matches(ADDED).count(), 2);
+    }
+
+    #[test]
+    fn the_response_is_written_again_exactly_but_for_the_edges_field() {
         let t = prepare("{ a { b c { d } } }", None).unwrap();
         let raw = concat!(
-            r#"{ "data" : {"a": [{"__typename":"A", "b": "x\"y\u00e9\n", "z\u0041": -12,"#,
-            r#" "c": {"d": [1.5, 18446744073709551615, true, null, {}, []], "__typename": "C"}},"#,
+            r#"{ "data" : {"a": [{"graphfront__typename":"A", "b": "x\"y\u00e9\n", "z\u0041": -12,"#,
+            r#" "c": {"d": [1.5, 18446744073709551615, true, null, {}, []], "graphfront__typename": "C"}},"#,
             r#" null, {"b": 2e3}]},"#,
             r#" "errors": [{"message": "m", "extensions": {"__typename": "E"}}], "extensions": {} }"#
         );
@@ -458,8 +502,8 @@ mod tests {
         )
         .unwrap();
         let response = json!({"data": {
-            "first": {"__typename": "Post", "id": "1"},
-            "second": {"__typename": "Post", "id": "2"}
+            "first": {"graphfront__typename": "Post", "id": "1"},
+            "second": {"graphfront__typename": "Post", "__typename": "Post", "id": "2"}
         }});
         let (body, tags) = run(&t, response, None, &HashMap::new());
         assert!(tags.contains(&entity("Post", "1")) && tags.contains(&entity("Post", "2")));
@@ -477,9 +521,9 @@ mod tests {
         )
         .unwrap();
         let response = json!({"data": {
-            "a": {"__typename": "Post", "title": "x"},
-            "getUser": {"__typename": "User", "id": "3"},
-            "b": {"__typename": "Post", "title": "y"}
+            "a": {"graphfront__typename": "Post", "title": "x"},
+            "getUser": {"graphfront__typename": "User", "id": "3"},
+            "b": {"graphfront__typename": "Post", "title": "y"}
         }});
         let (_, tags) = run(&t, response, Some(json!({"id": "1"})), &HashMap::new());
         assert_eq!(
@@ -497,9 +541,9 @@ mod tests {
     #[test]
     fn key_fields_can_be_configured_per_type() {
         let t = prepare("{ me { email id } n { id } m { a b } }", None).unwrap();
-        let response = json!({"data": {"me": {"__typename": "User", "email": "a@b", "id": null},
-                          "n": {"__typename": "Node", "id": 7},
-                          "m": {"b": false, "__typename": "Pair", "a": 1}}});
+        let response = json!({"data": {"me": {"graphfront__typename": "User", "email": "a@b", "id": null},
+                          "n": {"graphfront__typename": "Node", "id": 7},
+                          "m": {"b": false, "graphfront__typename": "Pair", "a": 1}}});
         let keys = HashMap::from([
             ("User".to_string(), vec!["email".to_string()]),
             ("Pair".to_string(), vec!["a".to_string(), "b".to_string()]),
@@ -511,11 +555,15 @@ mod tests {
     }
 
     #[test]
-    fn the_named_operation_is_shaped() {
-        let q = "query A { x { y } } query B { x { __typename y } }";
-        assert!(!prepare(q, Some("A")).unwrap().shape.children["x"].typename);
-        assert!(prepare(q, Some("B")).unwrap().shape.children["x"].typename);
+    fn the_named_operation_gives_the_root_arguments() {
+        let q = "query A { x(id: 1) { y } } query B { z(id: 2) { __typename y } }";
+        assert_eq!(prepare(q, Some("A")).unwrap().root_args[0].key, "x");
+        assert_eq!(prepare(q, Some("B")).unwrap().root_args[0].key, "z");
+        // The whole document goes upstream: A's set gets the edge's field, B's has its own.
+        let sent = prepare(q, Some("B")).unwrap().query.unwrap();
+        assert_eq!(sent.matches(ADDED).count(), 1, "{sent}");
         assert!(prepare(q, None).is_none());
+        assert!(prepare(q, Some("C")).is_none());
         assert!(prepare("{ broken", None).is_none());
     }
 }

@@ -212,53 +212,7 @@ pub fn measure<'d, 'a>(
 /// Lexical tokens of a GraphQL document: names, numbers, strings and punctuators; whitespace,
 /// commas and comments are not tokens.
 pub fn count_tokens(query: &str) -> u32 {
-    let b = query.as_bytes();
-    let (mut i, mut n) = (0usize, 0u32);
-    while i < b.len() {
-        match b[i] {
-            b' ' | b'\t' | b'\n' | b'\r' | b',' | 0xEF | 0xBB | 0xBF => i += 1,
-            b'#' => {
-                while i < b.len() && b[i] != b'\n' && b[i] != b'\r' {
-                    i += 1;
-                }
-            }
-            b'"' if b[i..].starts_with(b"\"\"\"") => {
-                n += 1;
-                i += 3;
-                while i < b.len() && !b[i..].starts_with(b"\"\"\"") {
-                    i += if b[i..].starts_with(b"\\\"\"\"") {
-                        4
-                    } else {
-                        1
-                    };
-                }
-                i += 3;
-            }
-            b'"' => {
-                n += 1;
-                i += 1;
-                while i < b.len() && b[i] != b'"' && b[i] != b'\n' {
-                    i += if b[i] == b'\\' { 2 } else { 1 };
-                }
-                i += 1;
-            }
-            b'.' if b[i..].starts_with(b"...") => {
-                n += 1;
-                i += 3;
-            }
-            c if c.is_ascii_alphanumeric() || c == b'_' || c == b'-' => {
-                n += 1;
-                while i < b.len()
-                    && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'_' | b'.' | b'-' | b'+'))
-                {
-                    i += 1;
-                }
-            }
-            _ => {
-                n += 1;
-                i += 1;
-            }
-        }
-    }
+    let mut n = 0u32;
+    super::scan::lex(query, |_| n = n.saturating_add(1));
     n
 }

@@ -1,19 +1,22 @@
 //! Cache tags on the request path. For a cached query, and for a mutation on a site that
-//! caches, the upstream gets the document with `__typename` in every nested selection set; the
-//! response then names the types and entities it holds (the cache entry's tags, or what the
-//! mutation purges), and the `__typename`s the client did not ask for are removed before the
-//! client, or the cache, sees the response.
+//! caches, the upstream gets the document with the edge's own `__typename` field
+//! (`tags::TYPENAME_ALIAS`) in every field's selection set that has no plain one; the response
+//! then names the types and entities it holds (the cache entry's tags, or what the mutation
+//! purges), and the edge's field is removed before the client, or the cache, sees the
+//! response.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use super::site::SiteRuntime;
 use super::RequestCtx;
+use crate::cache::key::Decision;
 use crate::cache::tags::{self, Tag, Typed};
 use crate::cache::{RequestPlan, ResponseCache};
 use crate::config::cache::Invalidate;
@@ -49,12 +52,17 @@ pub fn base_tags(plan: &RequestPlan) -> Vec<Tag> {
     out
 }
 
-/// After the cache did not answer: give the upstream the document with `__typename`s.
+/// After the cache did not answer: give the upstream the document with the edge's
+/// `__typename`s. A cached query whose document cannot be read for types is still tagged with
+/// its operation and root fields.
 pub fn prepare_upstream(ctx: &mut RequestCtx, plan: &RequestPlan, raw: &Bytes, is_get: bool) {
-    let Some(typed) = &plan.typed else {
+    let mutation = plan.kind == OperationKind::Mutation;
+    let cached = matches!(plan.decision, Decision::Cache(_));
+    let typed = plan.typed.clone();
+    if typed.is_none() && !cached {
         return;
-    };
-    if let Some(query) = &typed.query {
+    }
+    if let Some(query) = typed.as_ref().and_then(|t| t.query.as_ref()) {
         if is_get {
             ctx.upstream_query = Some(with_query_param(raw, query));
         } else {
@@ -64,9 +72,12 @@ pub fn prepare_upstream(ctx: &mut RequestCtx, plan: &RequestPlan, raw: &Bytes, i
             }
         }
     }
-    let mutation = plan.kind == OperationKind::Mutation;
+    let request = typed
+        .as_ref()
+        .filter(|t| !t.root_args.is_empty())
+        .map(|_| (raw.clone(), is_get));
     ctx.tags = Some(Box::new(Tagging {
-        typed: Some(typed.clone()),
+        typed,
         rewrite: None,
         // A mutation's response is not stored: it purges, by its root fields.
         entry_tags: if mutation {
@@ -79,7 +90,7 @@ pub fn prepare_upstream(ctx: &mut RequestCtx, plan: &RequestPlan, raw: &Bytes, i
         } else {
             Vec::new()
         },
-        request: (!typed.root_args.is_empty()).then(|| (raw.clone(), is_get)),
+        request,
         read: None,
     }));
 }
@@ -103,10 +114,11 @@ pub fn variables_of(raw: &[u8], is_get: bool) -> Option<serde_json::Map<String, 
     }
 }
 
-/// The JSON body with `query` replaced.
+/// The JSON body with `query` replaced; every other member is sent as it came, byte for byte
+/// (a number in the variables keeps every digit).
 fn with_query_field(raw: &[u8], query: &str) -> Option<Bytes> {
-    let mut v: serde_json::Map<String, Value> = serde_json::from_slice(raw).ok()?;
-    v.insert("query".into(), Value::String(query.to_string()));
+    let mut v: BTreeMap<String, Box<RawValue>> = serde_json::from_slice(raw).ok()?;
+    v.insert("query".into(), serde_json::value::to_raw_value(query).ok()?);
     serde_json::to_vec(&v).ok().map(Bytes::from)
 }
 

@@ -1,7 +1,7 @@
 //! One pass over a response's JSON, without building a tree: the types and entities in its
 //! `data`, the objects its root fields returned, and (when stripping) the response written
-//! again without the `__typename`s the client did not ask for. Field order, and every value,
-//! are written as they came (numbers as serde_json writes them).
+//! again without the edge's own `__typename` field. Field order, and every value, are written
+//! as they came (numbers as serde_json writes them).
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -9,7 +9,7 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
-use super::{type_name, Shape, Tag};
+use super::{type_name, Tag, TYPENAME_ALIAS};
 
 /// An object a root field returned: its response key, type, and the fields it holds.
 pub(super) struct RootObject {
@@ -39,11 +39,11 @@ pub(super) struct Walk<'a> {
 }
 
 impl<'a> Walk<'a> {
-    /// Walk `raw`: `strip` is the shape the client asked for, `None` to only read it. `None`
-    /// when it is not a JSON object with `data`.
+    /// Walk `raw`, writing it again without the edge's field when `strip`. `None` when it is
+    /// not a JSON object with `data`.
     pub fn run(
         raw: &'a [u8],
-        strip: Option<&Shape>,
+        strip: bool,
         key_fields: &'a HashMap<String, Vec<String>>,
     ) -> Option<Self> {
         let mut key_names: Vec<&str> = key_fields.values().flatten().map(String::as_str).collect();
@@ -53,7 +53,7 @@ impl<'a> Walk<'a> {
         let mut walk = Walk {
             key_fields,
             key_names,
-            out: Vec::with_capacity(if strip.is_some() { raw.len() } else { 0 }),
+            out: Vec::with_capacity(if strip { raw.len() } else { 0 }),
             types: HashSet::new(),
             entities: HashSet::new(),
             captured: Vec::new(),
@@ -65,9 +65,8 @@ impl<'a> Walk<'a> {
         let mut de = serde_json::Deserializer::from_slice(raw);
         Node {
             walk: &mut walk,
-            shape: strip,
             role: Role::Top,
-            write: strip.is_some(),
+            write: strip,
             capture: false,
         }
         .deserialize(&mut de)
@@ -166,16 +165,14 @@ enum Role {
 
 /// One value: written (if `write`), tagged (inside `data`); a scalar's text is returned when
 /// `capture` asks for it.
-struct Node<'w, 'a, 's> {
+struct Node<'w, 'a> {
     walk: &'w mut Walk<'a>,
-    /// The client's shape here; `None`: every `__typename` below is kept.
-    shape: Option<&'s Shape>,
     role: Role,
     write: bool,
     capture: bool,
 }
 
-impl<'a> DeserializeSeed<'a> for Node<'_, 'a, '_> {
+impl<'a> DeserializeSeed<'a> for Node<'_, 'a> {
     type Value = Seen<'a>;
 
     fn deserialize<D: de::Deserializer<'a>>(self, d: D) -> Result<Self::Value, D::Error> {
@@ -183,7 +180,7 @@ impl<'a> DeserializeSeed<'a> for Node<'_, 'a, '_> {
     }
 }
 
-impl<'a> Node<'_, 'a, '_> {
+impl<'a> Node<'_, 'a> {
     fn scalar<T: serde::Serialize + ToString + ?Sized>(self, v: &T) -> Seen<'a> {
         if self.write {
             self.walk.json(v);
@@ -196,7 +193,7 @@ impl<'a> Node<'_, 'a, '_> {
     }
 }
 
-impl<'a> Visitor<'a> for Node<'_, 'a, '_> {
+impl<'a> Visitor<'a> for Node<'_, 'a> {
     type Value = Seen<'a>;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -247,11 +244,7 @@ impl<'a> Visitor<'a> for Node<'_, 'a, '_> {
 
     fn visit_seq<A: SeqAccess<'a>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
         let Node {
-            walk,
-            shape,
-            role,
-            write,
-            ..
+            walk, role, write, ..
         } = self;
         let role = if role == Role::Outside {
             Role::Outside
@@ -265,7 +258,6 @@ impl<'a> Visitor<'a> for Node<'_, 'a, '_> {
         loop {
             let item = Node {
                 walk: &mut *walk,
-                shape,
                 role: role.clone(),
                 write,
                 capture: false,
@@ -283,11 +275,7 @@ impl<'a> Visitor<'a> for Node<'_, 'a, '_> {
 
     fn visit_map<A: MapAccess<'a>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         let Node {
-            walk,
-            shape,
-            role,
-            write,
-            ..
+            walk, role, write, ..
         } = self;
         if write {
             walk.raw(b"{");
@@ -301,14 +289,14 @@ impl<'a> Visitor<'a> for Node<'_, 'a, '_> {
             if matches!(role, Role::Root(_)) {
                 fields.push(key.to_string());
             }
-            if tagged && key == "__typename" {
-                let keep = write && shape.is_none_or(|s| s.typename);
+            if tagged && (key == "__typename" || key == TYPENAME_ALIAS) {
+                // The client's own `__typename` is written; the edge's field never is.
+                let keep = write && key == "__typename";
                 if keep {
                     walk.key(&key, &mut first);
                 }
                 let seen = map.next_value_seed(Node {
                     walk: &mut *walk,
-                    shape: None,
                     role: Role::Inner,
                     write: keep,
                     capture: true,
@@ -318,14 +306,14 @@ impl<'a> Visitor<'a> for Node<'_, 'a, '_> {
                 }
                 continue;
             }
-            let (child_role, child_shape) = match &role {
+            let child_role = match &role {
                 Role::Top if key == "data" => {
                     walk.saw_data = true;
-                    (Role::Data, shape)
+                    Role::Data
                 }
-                Role::Top | Role::Outside => (Role::Outside, None),
-                Role::Data => (Role::Root(key.to_string()), child(shape, &key)),
-                Role::Root(_) | Role::Inner => (Role::Inner, child(shape, &key)),
+                Role::Top | Role::Outside => Role::Outside,
+                Role::Data => Role::Root(key.to_string()),
+                Role::Root(_) | Role::Inner => Role::Inner,
             };
             let capture = tagged && walk.key_names.binary_search(&&*key).is_ok();
             if write {
@@ -333,7 +321,6 @@ impl<'a> Visitor<'a> for Node<'_, 'a, '_> {
             }
             let value = map.next_value_seed(Node {
                 walk: &mut *walk,
-                shape: child_shape,
                 role: child_role,
                 write,
                 capture,
@@ -362,16 +349,10 @@ impl<'a> Visitor<'a> for Node<'_, 'a, '_> {
     }
 }
 
-/// The client's shape below `key`; `None` (keep everything) where the client's document
-/// does not go on (a leaf, or where every `__typename` is kept anyway).
-fn child<'s>(shape: Option<&'s Shape>, key: &str) -> Option<&'s Shape> {
-    shape.and_then(|s| s.children.get(key))
-}
-
 /// An array element, after a comma when it is not the first (only called when there is one).
-struct Element<'w, 'a, 's>(Node<'w, 'a, 's>, bool);
+struct Element<'w, 'a>(Node<'w, 'a>, bool);
 
-impl<'a> DeserializeSeed<'a> for Element<'_, 'a, '_> {
+impl<'a> DeserializeSeed<'a> for Element<'_, 'a> {
     type Value = ();
 
     fn deserialize<D: de::Deserializer<'a>>(self, d: D) -> Result<(), D::Error> {
