@@ -157,7 +157,8 @@ pub fn analyze(query: &str, operation_name: Option<&str>) -> Result<Operation, G
 
 /// [`analyze`], plus the selected operation and the fragments it uses (transitively) printed
 /// in canonical form: whitespace, comments, other operations and unused fragments removed,
-/// fragments in name order. Two requests for the same operation normalize to the same text.
+/// fragments in name order, then the document's string literals as written. Two requests for
+/// the same operation normalize to the same text.
 pub fn analyze_normalized(
     query: &str,
     operation_name: Option<&str>,
@@ -180,6 +181,11 @@ pub fn analyze_normalized(
             text.push_str(&f.to_string());
         }
     }
+    // The printer does not render every string as it was written (line breaks make block
+    // strings): with the strings as written, two documents that differ only there never
+    // share a key. Whitespace outside strings still does not count.
+    text.push('\n');
+    scan::exact_strings(query, &mut text);
     Ok(Analysis {
         op,
         normalized: text,

@@ -165,6 +165,23 @@ fn normalization_ignores_layout_comments_and_unused_definitions() {
     assert_ne!(na, nc);
 }
 
+#[test]
+fn strings_the_printer_would_change_still_tell_documents_apart() {
+    // graphql-parser prints a string with a line break as a block string, which loses
+    // trailing line breaks and indentation: the key must not.
+    let n = |q: &str| analyze_normalized(q, None).unwrap().normalized;
+    let pairs = [
+        (r#"{ a(q: "x\n") }"#, r#"{ a(q: "x\n\n") }"#),
+        (r#"{ a(q: "  a\n  b") }"#, r#"{ a(q: "a\nb") }"#),
+        ("{ a(q: \"\"\"\n x\n\"\"\") }", "{ a(q: \"\"\"x\"\"\") }"),
+    ];
+    for (a, b) in pairs {
+        assert_ne!(n(a), n(b), "{a} / {b}");
+    }
+    // Layout outside strings still does not count.
+    assert_eq!(n(r#"{ a(q: "x\n") }"#), n("{\n  a( q : \"x\\n\" ) }"));
+}
+
 fn complexity(q: &str) -> Complexity {
     analyze_normalized(q, None).unwrap().complexity
 }
