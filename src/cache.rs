@@ -9,6 +9,7 @@ pub mod refresh;
 pub mod tags;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -52,8 +53,9 @@ pub struct Entry {
     pub site: usize,
     /// What the response answers (`tags`), for purges.
     pub tags: Vec<tags::Tag>,
-    /// Soft-purged: served as if past its TTL (stale-while-revalidate applies).
-    pub purged: std::sync::atomic::AtomicBool,
+    /// When it was soft-purged, in nanoseconds after `stored`, plus one (0: it was not): from
+    /// then on it is served as past its TTL, stale-while-revalidate counted from the purge.
+    pub purged: AtomicU64,
 }
 
 /// How fresh an entry is now.
@@ -69,8 +71,10 @@ pub enum Freshness {
 impl Entry {
     pub fn freshness(&self, now: Instant) -> Freshness {
         let mut age = now.saturating_duration_since(self.stored);
-        if self.purged.load(std::sync::atomic::Ordering::Relaxed) {
-            age = age.max(self.ttl);
+        let purged = self.purged.load(Ordering::Relaxed);
+        if purged > 0 {
+            // As if its TTL had ended at the purge (if it had not already).
+            age += self.ttl.saturating_sub(Duration::from_nanos(purged - 1));
         }
         if age < self.ttl {
             Freshness::Fresh
@@ -79,6 +83,15 @@ impl Entry {
         } else {
             Freshness::OnlyIfError
         }
+    }
+
+    /// Soft-purge the entry at `now`; false when it was already.
+    pub fn soft_purge(&self, now: Instant) -> bool {
+        let after = now.saturating_duration_since(self.stored).as_nanos();
+        let at = after.min(u128::from(u64::MAX - 1)) as u64 + 1;
+        self.purged
+            .compare_exchange(0, at, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
     }
 
     pub fn age_secs(&self) -> u64 {

@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
 use super::tags::Tag;
 use super::{CacheKey, DigestState, Entry, ResponseCache};
@@ -276,7 +277,7 @@ impl ResponseCache {
     /// Purge the entry `seen` (found under `key` and matching `selector`).
     fn purge_one(&self, key: &CacheKey, seen: &Arc<Entry>, selector: &Purge, soft: bool) -> bool {
         if soft {
-            return !seen.purged.swap(true, Ordering::Relaxed);
+            return seen.soft_purge(Instant::now());
         }
         // The entry may have been replaced since it was looked at: the new one is live too,
         // and counts if it matches as well.
@@ -567,6 +568,30 @@ mod tests {
         // A hard purge still removes it.
         assert_eq!(cache.purge(&one, false, PurgeKind::Entity), 1);
         assert!(cache.get(&key(1)).is_none());
+    }
+
+    #[test]
+    fn a_soft_purged_entry_is_stale_for_its_swr_from_the_purge_on() {
+        let secs = Duration::from_secs;
+        let e = entry(0, &[], MINUTE, secs(10));
+        let t0 = e.stored;
+        assert!(e.soft_purge(t0 + secs(1)));
+        assert!(!e.soft_purge(t0 + secs(2)), "once");
+        assert_eq!(e.freshness(t0 + secs(1)), Freshness::Revalidate);
+        assert_eq!(e.freshness(t0 + secs(10)), Freshness::Revalidate);
+        // Ten seconds after the purge, not ten after the TTL would have ended.
+        assert_eq!(e.freshness(t0 + secs(12)), Freshness::OnlyIfError);
+        // Purged when already past its TTL: nothing changes.
+        let late = entry(0, &[], secs(5), secs(10));
+        assert!(late.soft_purge(late.stored + secs(7)));
+        assert_eq!(
+            late.freshness(late.stored + secs(14)),
+            Freshness::Revalidate
+        );
+        assert_eq!(
+            late.freshness(late.stored + secs(15)),
+            Freshness::OnlyIfError
+        );
     }
 
     #[test]
