@@ -364,6 +364,7 @@ impl ProxyHttp for Edge {
         }
         if ctx.unverified_auth {
             caching::bypass(&site, ctx, "unverified-auth");
+            tagging::read_only(ctx, &plan, &bytes, is_get);
             return Ok(false);
         }
         let served =

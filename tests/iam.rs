@@ -264,3 +264,68 @@ region = "eu-west-1"
         "the secret never reaches the log"
     );
 }
+
+#[tokio::test]
+async fn a_signed_mutation_goes_as_signed_and_still_purges_what_it_returns() {
+    const API_KEY: &str = "da2-graphfront-test-key-0001";
+    let up = Upstream::start(true).await;
+    let extra = format!(
+        r#"[[site.auth.api-key]]
+id = "web"
+key = "{API_KEY}"
+[site.auth.iam]
+region = "eu-west-1"
+[site.cache]
+default-ttl = "60s"
+"#
+    );
+    let api = ApiSite::start(&up, SiteCerts::new(), &extra).await;
+    let url = api.edge.url("api.test", "/graphql");
+    let read = || async {
+        let q = r#"{ getPost(id: "1") { title version } }"#;
+        let r = common::post_gql_with_key(&api.client, &url, API_KEY, q)
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        common::header(&r, "x-cache")
+    };
+    assert_eq!(read().await, "MISS");
+    assert_eq!(read().await, "HIT");
+
+    // Signed by the client for the upstream's host, as AppSync clients sign; their generated
+    // documents select __typename.
+    let host = format!("localhost:{}", up.addr.port());
+    let body = json!({ "query": "mutation { touchPost(id: \"1\") { __typename id version } }" })
+        .to_string();
+    let good = signed(
+        &host,
+        "/graphql",
+        body.as_bytes(),
+        "eu-west-1",
+        "appsync",
+        SystemTime::now(),
+    );
+    let mut req = api
+        .client
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("accept-encoding", "identity")
+        .body(body.clone());
+    for (n, v) in &good {
+        req = req.header(n, v);
+    }
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["data"]["touchPost"]["__typename"], "Post", "{v}");
+
+    // Forwarded exactly as signed: body and headers (accept-encoding included) untouched.
+    let received = up.recorder.requests().pop().unwrap();
+    assert_eq!(received.body, body.as_bytes());
+    assert_eq!(received.headers["accept-encoding"], "identity");
+    for (name, value) in &good {
+        assert_eq!(received.headers[name.as_str()], value.as_str(), "{name}");
+    }
+    // Its response named Post 1: the cached getPost(1) is gone.
+    assert_eq!(read().await, "MISS");
+}

@@ -246,8 +246,9 @@ fn refreshed_variables(req: &RefreshRequest) -> Option<crate::cache::tags::Varia
 
 /// `upstream_request_filter`: ask for an unencoded response, which every client can be served.
 pub fn upstream_request(ctx: &RequestCtx, req: &mut pingora::http::RequestHeader) {
-    // A response the edge caches, or reads for tags (a mutation that purges), must be readable.
-    if ctx.cache.is_some() || ctx.tags.is_some() {
+    // A response the edge caches, or reads for tags (a mutation that purges), must be readable;
+    // a request signed by the client goes as it came (its headers may be signed).
+    if ctx.cache.is_some() || (ctx.tags.is_some() && !ctx.unverified_auth) {
         req.remove_header(&http::header::ACCEPT_ENCODING);
     }
 }

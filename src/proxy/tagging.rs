@@ -95,6 +95,30 @@ pub fn prepare_upstream(ctx: &mut RequestCtx, plan: &RequestPlan, raw: &Bytes, i
     }));
 }
 
+/// A request forwarded as it came (signed by the client, which only the upstream can verify):
+/// a mutation's response is still read for the entities it returns, from the `__typename`s
+/// the client asked for itself, and purges them.
+pub fn read_only(ctx: &mut RequestCtx, plan: &RequestPlan, raw: &Bytes, is_get: bool) {
+    let Some(typed) = plan.typed.as_ref() else {
+        return;
+    };
+    if plan.kind != OperationKind::Mutation {
+        return;
+    }
+    let as_sent = Typed {
+        query: None,
+        root_args: typed.root_args.clone(),
+    };
+    ctx.tags = Some(Box::new(Tagging {
+        typed: Some(Arc::new(as_sent)),
+        rewrite: None,
+        entry_tags: Vec::new(),
+        mutation_fields: plan.root_fields.clone(),
+        request: (!typed.root_args.is_empty()).then(|| (raw.clone(), is_get)),
+        read: None,
+    }));
+}
+
 /// The request's variables (for entities named by root field arguments).
 pub fn variables_of(raw: &[u8], is_get: bool) -> Option<serde_json::Map<String, Value>> {
     let text = if is_get {
