@@ -6,6 +6,7 @@
 //! registered on one site never answers on another (sites are different APIs, and a hit would
 //! tell one site's callers what another's send), and one site's traffic cannot evict another's.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -13,6 +14,7 @@ use moka::sync::Cache;
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 use pingora_prometheus::prometheus::IntCounter;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::respond::EdgeError;
@@ -168,7 +170,8 @@ struct Parsed {
 
 /// The rest of the request, without `query` and `extensions.persistedQuery`.
 enum Rest {
-    Json(Map<String, Value>),
+    /// Members of a JSON body, each as it came (a number in the variables keeps every digit).
+    Json(BTreeMap<String, Box<RawValue>>),
     /// GET parameters other than `query` and `extensions`, and what is left of `extensions`.
     Form(Vec<(String, String)>, Map<String, Value>),
 }
@@ -246,8 +249,16 @@ fn resolve(store: Option<&SiteStore>, limits: &Limits, bytes: &[u8], is_get: boo
     };
     match rest {
         Rest::Json(mut map) => {
-            map.insert("query".into(), Value::String(query));
-            Verdict::Body(Bytes::from(Value::Object(map).to_string()))
+            let body = serde_json::value::to_raw_value(&query)
+                .and_then(|q| {
+                    map.insert("query".into(), q);
+                    serde_json::to_vec(&map)
+                })
+                .map_err(|e| EdgeError::new(400, "INVALID_REQUEST", e.to_string()));
+            match body {
+                Ok(b) => Verdict::Body(Bytes::from(b)),
+                Err(e) => Verdict::Reject(e),
+            }
         }
         Rest::Form(params, extensions) => {
             let mut out = form_urlencoded::Serializer::new(String::new());
@@ -292,25 +303,28 @@ fn acceptable(query: &str, operation_name: Option<&str>, limits: &Limits) -> boo
 }
 
 fn parse_json(body: &[u8]) -> Option<Parsed> {
-    let Value::Object(mut map) = serde_json::from_slice(body).ok()? else {
-        return None;
-    };
-    let Some(Value::Object(extensions)) = map.get_mut("extensions") else {
+    let mut map: BTreeMap<String, Box<RawValue>> = serde_json::from_slice(body).ok()?;
+    let Value::Object(mut extensions) = serde_json::from_str(map.get("extensions")?.get()).ok()?
+    else {
         return None;
     };
     let persisted = extensions.remove("persistedQuery")?;
     if extensions.is_empty() {
         map.remove("extensions");
+    } else {
+        let rest = serde_json::value::to_raw_value(&extensions).ok()?;
+        map.insert("extensions".into(), rest);
     }
-    let query = match map.remove("query") {
-        Some(Value::String(q)) => Some(q).filter(|q| !q.is_empty()),
-        Some(Value::Null) | None => None,
+    let member = |raw: &RawValue| serde_json::from_str::<Value>(raw.get()).ok();
+    let query = match map.remove("query").map(|q| member(&q)) {
+        Some(Some(Value::String(q))) => Some(q).filter(|q| !q.is_empty()),
+        Some(Some(Value::Null)) | None => None,
         Some(_) => return None,
     };
     let operation_name = map
         .get("operationName")
-        .and_then(Value::as_str)
-        .map(str::to_string);
+        .and_then(|n| member(n))
+        .and_then(|n| n.as_str().map(str::to_string));
     Some(Parsed {
         query,
         operation_name,

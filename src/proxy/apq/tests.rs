@@ -264,3 +264,28 @@ max-size = "4KiB"
 fn urlencode(s: &str) -> String {
     form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
+
+#[test]
+fn the_rest_of_the_body_goes_upstream_as_it_came() {
+    let s = store();
+    let hash = sha(QUERY);
+    // Numbers serde_json would write otherwise (a float's exponent, more digits than a u64).
+    let raw = |query: &str| {
+        format!(
+            r#"{{{query}"variables":{{"id":"1","n":123456789012345678901234,"f":1e3}},"extensions":{{"persistedQuery":{{"version":1,"sha256Hash":"{hash}"}}}}}}"#
+        )
+    };
+    let register = raw(&format!(r#""query":{},"#, json!(QUERY)));
+    let Verdict::Body(sent) = resolve(Some(&s), &limits(), register.as_bytes(), false) else {
+        panic!("expected a body");
+    };
+    let sent = std::str::from_utf8(&sent).unwrap();
+    assert!(
+        sent.contains(r#""variables":{"id":"1","n":123456789012345678901234,"f":1e3}"#),
+        "{sent}"
+    );
+    let Verdict::Body(hit) = resolve(Some(&s), &limits(), raw("").as_bytes(), false) else {
+        panic!("expected a body");
+    };
+    assert_eq!(std::str::from_utf8(&hit).unwrap(), sent);
+}
