@@ -1,6 +1,7 @@
 //! GraphQL over HTTP as the edge understands it: the request (POST JSON or GET parameters),
 //! the document parsed with graphql-parser, and the selected operation classified.
 
+mod exact;
 mod limits;
 pub mod scan;
 
@@ -157,8 +158,8 @@ pub fn analyze(query: &str, operation_name: Option<&str>) -> Result<Operation, G
 
 /// [`analyze`], plus the selected operation and the fragments it uses (transitively) printed
 /// in canonical form: whitespace, comments, other operations and unused fragments removed,
-/// fragments in name order, then the document's string literals as written. Two requests for
-/// the same operation normalize to the same text.
+/// fragments in name order, then their string values exactly. Two requests for the same
+/// operation normalize to the same text.
 pub fn analyze_normalized(
     query: &str,
     operation_name: Option<&str>,
@@ -176,16 +177,18 @@ pub fn analyze_normalized(
     };
     let complexity = limits::measure(query, top, &fragments, op.root_fields.len());
     let mut text = def.to_string();
+    // The printer does not render every string exactly (see `exact`): the string values, in
+    // the order of the printed definitions, follow the text.
+    let mut strings = String::new();
+    exact::operation_strings(def, &mut strings);
     for name in used_fragments(top, &by_name) {
         if let Some(f) = by_name.get(name) {
             text.push_str(&f.to_string());
+            exact::fragment_strings(f, &mut strings);
         }
     }
-    // The printer does not render every string as it was written (line breaks make block
-    // strings): with the strings as written, two documents that differ only there never
-    // share a key. Whitespace outside strings still does not count.
     text.push('\n');
-    scan::exact_strings(query, &mut text);
+    text.push_str(&strings);
     Ok(Analysis {
         op,
         normalized: text,

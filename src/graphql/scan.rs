@@ -1,5 +1,5 @@
-//! A lexer over a document's text, for what the parsed tree does not give back exactly: string
-//! literals as written, where each selection set opens, and the token count. Whitespace,
+//! A lexer over a document's text, for what the parsed tree does not give back: where each
+//! selection set opens (to edit the text there), and the token count. Whitespace,
 //! commas and comments are skipped; an unterminated string runs to the end.
 
 use std::ops::Range;
@@ -88,20 +88,6 @@ pub fn selection_sets(text: &str) -> Vec<usize> {
     out
 }
 
-/// Every string literal of `text` as written, each after its length: what a printed document
-/// may not render exactly (graphql-parser prints strings with line breaks as block strings,
-/// which drops trailing line breaks and indentation).
-pub fn exact_strings(text: &str, out: &mut String) {
-    lex(text, |t| {
-        if let Lexeme::Str(r) = t {
-            let s = &text[r];
-            out.push_str(&s.len().to_string());
-            out.push(':');
-            out.push_str(s);
-        }
-    });
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,16 +107,5 @@ mod tests {
             .map(|&i| q[i + 1..].split_whitespace().next().unwrap())
             .collect();
         assert_eq!(after, ["a(x:", "b", "c", "d", "e"]);
-    }
-
-    #[test]
-    fn strings_are_kept_as_written() {
-        let q = "{ a(x: \"é\\\"😀\", y: \"\"\"\n  b \\\"\"\" c\n\n\"\"\", z: \"open";
-        let mut out = String::new();
-        exact_strings(q, &mut out);
-        assert_eq!(
-            out,
-            "10:\"é\\\"😀\"19:\"\"\"\n  b \\\"\"\" c\n\n\"\"\"5:\"open"
-        );
     }
 }
