@@ -329,3 +329,58 @@ default-ttl = "60s"
     // Its response named Post 1: the cached getPost(1) is gone.
     assert_eq!(read().await, "MISS");
 }
+
+#[tokio::test]
+async fn signed_persisted_queries_reach_the_upstream_as_signed() {
+    let up = Upstream::start(true).await;
+    let api = ApiSite::start(
+        &up,
+        SiteCerts::new(),
+        "[site.auth.iam]\nregion = \"eu-west-1\"\n",
+    )
+    .await;
+    let host = format!("localhost:{}", up.addr.port());
+    let url = api.edge.url("api.test", "/graphql");
+    let query = "{ hello }";
+    let hash: String = ring::digest::digest(&ring::digest::SHA256, query.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let extensions = json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } });
+    let send = |body: String| {
+        let headers = signed(
+            &host,
+            "/graphql",
+            body.as_bytes(),
+            "eu-west-1",
+            "appsync",
+            SystemTime::now(),
+        );
+        let mut r = api
+            .client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body);
+        for (n, v) in headers {
+            r = r.header(n, v);
+        }
+        r.send()
+    };
+    // Expanding a hash would change what the client signed: the edge says it cannot.
+    let r = send(json!({ "extensions": extensions }).to_string())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["errors"][0]["extensions"]["code"],
+        "PERSISTED_QUERY_NOT_SUPPORTED"
+    );
+    assert_eq!(up.recorder.count(), 0);
+    // With the query: forwarded exactly as it came, the signature intact.
+    let full = json!({ "query": query, "extensions": extensions }).to_string();
+    let r = send(full.clone()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.recorder.requests().pop().unwrap().body, full.as_bytes());
+}

@@ -106,7 +106,9 @@ pub async fn expand(
     bytes: Bytes,
     is_get: bool,
 ) -> pingora::Result<Option<Bytes>> {
-    let store = edge.apq.site(site.index);
+    // A request signed by the client (AWS_IAM) must reach the upstream as it was signed: the
+    // site answers it as if APQ were off (Apollo's link then sends the full query, unhashed).
+    let store = edge.apq.site(site.index).filter(|_| !ctx.unverified_auth);
     match resolve(store, &site.config.limits, &bytes, is_get) {
         Verdict::Unchanged => Ok(Some(bytes)),
         Verdict::Body(body) => {
@@ -304,11 +306,9 @@ fn acceptable(query: &str, operation_name: Option<&str>, limits: &Limits) -> boo
 
 fn parse_json(body: &[u8]) -> Option<Parsed> {
     let mut map: BTreeMap<String, Box<RawValue>> = serde_json::from_slice(body).ok()?;
-    let Value::Object(mut extensions) = serde_json::from_str(map.get("extensions")?.get()).ok()?
-    else {
-        return None;
-    };
-    let persisted = extensions.remove("persistedQuery")?;
+    let mut extensions: BTreeMap<String, Box<RawValue>> =
+        serde_json::from_str(map.get("extensions")?.get()).ok()?;
+    let persisted = serde_json::from_str(extensions.remove("persistedQuery")?.get()).ok()?;
     if extensions.is_empty() {
         map.remove("extensions");
     } else {
