@@ -4,7 +4,10 @@
 //!
 //!   cargo bench --bench cache
 //!
-//! Last figures: see the closing note of issue 4.
+//! Last figures (2026-12-01, a slow day on this machine: compare.sh's hits cost 3.3x the CPU
+//! they did on 2026-11-25): tag_and_strip/10KB 101 us, tag_only/10KB 115 us,
+//! prepare_document/typename_injection 7.2 us. The key and lookup rows: the closing note of
+//! issue 4.
 
 use std::sync::Arc;
 use std::time::Duration;
