@@ -52,6 +52,37 @@ fn signed(
         .collect()
 }
 
+/// POST `body` as JSON to `url`, signed now for `host` (eu-west-1, appsync) as an AppSync
+/// client signs, with `headers` besides: the response and the signature's headers.
+async fn post_signed(
+    client: &reqwest::Client,
+    url: &str,
+    host: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> (reqwest::Response, Headers) {
+    let signature = signed(
+        host,
+        "/graphql",
+        body.as_bytes(),
+        "eu-west-1",
+        "appsync",
+        SystemTime::now(),
+    );
+    let mut req = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    for (n, v) in headers
+        .iter()
+        .copied()
+        .chain(signature.iter().map(|(n, v)| (n.as_str(), v.as_str())))
+    {
+        req = req.header(n, v);
+    }
+    (req.send().await.unwrap(), signature)
+}
+
 #[tokio::test]
 async fn sigv4_requests_are_prechecked_and_forwarded_as_signed() {
     let up = Upstream::start(true).await;
@@ -297,24 +328,8 @@ default-ttl = "60s"
     let host = format!("localhost:{}", up.addr.port());
     let body = json!({ "query": "mutation { touchPost(id: \"1\") { __typename id version } }" })
         .to_string();
-    let good = signed(
-        &host,
-        "/graphql",
-        body.as_bytes(),
-        "eu-west-1",
-        "appsync",
-        SystemTime::now(),
-    );
-    let mut req = api
-        .client
-        .post(&url)
-        .header("content-type", "application/json")
-        .header("accept-encoding", "identity")
-        .body(body.clone());
-    for (n, v) in &good {
-        req = req.header(n, v);
-    }
-    let r = req.send().await.unwrap();
+    let headers = [("accept-encoding", "identity")];
+    let (r, good) = post_signed(&api.client, &url, &host, &body, &headers).await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["data"]["touchPost"]["__typename"], "Post", "{v}");
@@ -348,29 +363,9 @@ async fn signed_persisted_queries_reach_the_upstream_as_signed() {
         .map(|b| format!("{b:02x}"))
         .collect();
     let extensions = json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } });
-    let send = |body: String| {
-        let headers = signed(
-            &host,
-            "/graphql",
-            body.as_bytes(),
-            "eu-west-1",
-            "appsync",
-            SystemTime::now(),
-        );
-        let mut r = api
-            .client
-            .post(&url)
-            .header("content-type", "application/json")
-            .body(body);
-        for (n, v) in headers {
-            r = r.header(n, v);
-        }
-        r.send()
-    };
     // Expanding a hash would change what the client signed: the edge says it cannot.
-    let r = send(json!({ "extensions": extensions }).to_string())
-        .await
-        .unwrap();
+    let hash_only = json!({ "extensions": extensions }).to_string();
+    let (r, _) = post_signed(&api.client, &url, &host, &hash_only, &[]).await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(
@@ -380,7 +375,7 @@ async fn signed_persisted_queries_reach_the_upstream_as_signed() {
     assert_eq!(up.recorder.count(), 0);
     // With the query: forwarded exactly as it came, the signature intact.
     let full = json!({ "query": query, "extensions": extensions }).to_string();
-    let r = send(full.clone()).await.unwrap();
+    let (r, _) = post_signed(&api.client, &url, &host, &full, &[]).await;
     assert_eq!(r.status(), 200);
     assert_eq!(up.recorder.requests().pop().unwrap().body, full.as_bytes());
 }
