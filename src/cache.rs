@@ -9,7 +9,7 @@ pub mod refresh;
 pub mod tags;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -56,6 +56,9 @@ pub struct Entry {
     /// When it was soft-purged, in nanoseconds after `stored`, plus one (0: it was not): from
     /// then on it is served as past its TTL, stale-while-revalidate counted from the purge.
     pub purged: AtomicU64,
+    /// Hard-purged: never served again, not even in place of an upstream failure by a request
+    /// that found it before the purge.
+    pub removed: AtomicBool,
 }
 
 /// How fresh an entry is now.
@@ -92,6 +95,11 @@ impl Entry {
         self.purged
             .compare_exchange(0, at, Ordering::Relaxed, Ordering::Relaxed)
             .is_ok()
+    }
+
+    /// Whether it may stand in for an upstream failure: not hard-purged since it was found.
+    pub fn usable_on_error(&self) -> bool {
+        !self.removed.load(Ordering::Relaxed)
     }
 
     pub fn age_secs(&self) -> u64 {
@@ -343,6 +351,7 @@ impl ResponseCache {
                 site: 0,
                 tags: Vec::new(),
                 purged: Default::default(),
+                removed: Default::default(),
             },
         );
     }

@@ -8,6 +8,7 @@ mod common;
 use common::cache::{Answer, CachedSites};
 use common::{https_client, post_gql};
 use serde_json::{json, Value};
+use std::time::{Duration, Instant};
 
 const TOKEN: &str = "purge-token-0123456789";
 
@@ -346,4 +347,33 @@ async fn a_get_refreshed_in_the_background_keeps_the_entity_its_variables_name()
         json!({"purged": 1, "kind": "entity", "soft": false})
     );
     assert_eq!(s.get(&params).await.x_cache, "MISS");
+}
+
+#[tokio::test]
+async fn an_entry_purged_during_a_fetch_does_not_stand_in_for_its_failure() {
+    let s = CachedSites::start(
+        "default-ttl = \"1s\"\nstale-if-error = \"60s\"",
+        &with_token(),
+    )
+    .await;
+    let q = json!({ "query": "{ slow(ms: 800) }" });
+    assert_eq!(s.send("a.test", q.clone(), &[]).await.x_cache, "MISS");
+    // Past its TTL, within stale-if-error: a failing fetch would be answered with it...
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let failing = s.send("a.test", q.clone(), &[("x-demo-status", "503")]);
+    // ...but it is hard-purged once that fetch reached the upstream, which then fails.
+    let purge = async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while s.upstream_count() < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "the fetch never reached the upstream"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        s.purge(json!({ "site": "a" })).await
+    };
+    let (answer, purged) = tokio::join!(failing, purge);
+    assert_eq!(purged.body["purged"], 1);
+    assert_eq!((answer.status, answer.x_cache.as_str()), (503, "PASS"));
 }

@@ -127,5 +127,6 @@ pub fn entry(
         site,
         tags,
         purged: Default::default(),
+        removed: Default::default(),
     })
 }

@@ -279,11 +279,17 @@ impl ResponseCache {
         if soft {
             return seen.soft_purge(Instant::now());
         }
+        // Requests that found it before the purge must not serve it when the upstream fails.
+        seen.removed.store(true, Ordering::Relaxed);
         // The entry may have been replaced since it was looked at: the new one is live too,
         // and counts if it matches as well.
-        self.entries
-            .remove(key)
-            .is_some_and(|removed| Arc::ptr_eq(&removed, seen) || selector.matches(&removed))
+        self.entries.remove(key).is_some_and(|removed| {
+            let picked = Arc::ptr_eq(&removed, seen) || selector.matches(&removed);
+            if picked {
+                removed.removed.store(true, Ordering::Relaxed);
+            }
+            picked
+        })
     }
 
     /// (tag, key) pairs in the tag index (after pending removals are processed), for tests.
@@ -323,6 +329,7 @@ mod tests {
             site,
             tags: tags.iter().map(|t| Tag::from(*t)).collect(),
             purged: Default::default(),
+            removed: Default::default(),
         }
     }
 
@@ -565,9 +572,12 @@ mod tests {
         // Already soft-purged: not counted again.
         assert_eq!(cache.purge(&one, true, PurgeKind::Entity), 0);
         assert_eq!(cache.indexed_pairs(), 2);
-        // A hard purge still removes it.
+        // A hard purge still removes it, and a request that found it before cannot serve it
+        // in place of an error.
+        assert!(e.usable_on_error());
         assert_eq!(cache.purge(&one, false, PurgeKind::Entity), 1);
         assert!(cache.get(&key(1)).is_none());
+        assert!(!e.usable_on_error());
     }
 
     #[test]

@@ -266,7 +266,7 @@ pub fn upstream_response(ctx: &mut RequestCtx, resp: &mut ResponseHeader) -> pin
         |v| v.as_bytes() != b"0",
     );
     if status >= 500 && has_body {
-        if let Some(stale) = state.fallback.take() {
+        if let Some(stale) = state.fallback.take().filter(|e| e.usable_on_error()) {
             let mut h = stale.header.clone();
             h.insert_header("x-cache", "STALE")?;
             h.insert_header(http::header::AGE, stale.age_secs().to_string())?;
@@ -418,7 +418,8 @@ fn refresh_request(
 
 /// `fail_to_proxy`: serve the stale entry instead of an error, when there is one.
 pub async fn serve_stale_on_error(session: &mut Session, ctx: &mut RequestCtx) -> bool {
-    let Some(stale) = ctx.cache.as_mut().and_then(|s| s.fallback.take()) else {
+    let fallback = ctx.cache.as_mut().and_then(|s| s.fallback.take());
+    let Some(stale) = fallback.filter(|e| e.usable_on_error()) else {
         return false;
     };
     if session.response_written().is_some() {
