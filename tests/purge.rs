@@ -16,6 +16,15 @@ fn with_token() -> String {
     format!("[admin]\ntoken = \"{TOKEN}\"")
 }
 
+/// Sites that cache for a minute and serve stale for another while refreshing, with a token.
+async fn with_swr() -> CachedSites {
+    CachedSites::start(
+        "default-ttl = \"60s\"\nstale-while-revalidate = \"60s\"",
+        &with_token(),
+    )
+    .await
+}
+
 struct Purged {
     status: u16,
     www_authenticate: Option<String>,
@@ -130,11 +139,7 @@ async fn purging_everything_or_a_site_makes_the_next_request_a_miss() {
 
 #[tokio::test]
 async fn a_soft_purge_serves_stale_while_the_entry_is_refreshed() {
-    let s = CachedSites::start(
-        "default-ttl = \"60s\"\nstale-while-revalidate = \"60s\"",
-        &with_token(),
-    )
-    .await;
+    let s = with_swr().await;
     s.cached("a.test", POST1).await;
     let cached = s.query(POST1).await;
     s.touch_upstream("1").await;
@@ -313,11 +318,7 @@ async fn purges_by_tag_entity() {
 
 #[tokio::test]
 async fn a_get_refreshed_in_the_background_keeps_the_entity_its_variables_name() {
-    let s = CachedSites::start(
-        "default-ttl = \"60s\"\nstale-while-revalidate = \"60s\"",
-        &with_token(),
-    )
-    .await;
+    let s = with_swr().await;
     // The client selects no `id`: only the variables in the query string name Post 1.
     let params = [
         (

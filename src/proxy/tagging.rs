@@ -56,7 +56,6 @@ pub fn base_tags(plan: &RequestPlan) -> Vec<Tag> {
 /// `__typename`s. A cached query whose document cannot be read for types is still tagged with
 /// its operation and root fields.
 pub fn prepare_upstream(ctx: &mut RequestCtx, plan: &RequestPlan, raw: &Bytes, is_get: bool) {
-    let mutation = plan.kind == OperationKind::Mutation;
     let cached = matches!(plan.decision, Decision::Cache(_));
     let typed = plan.typed.clone();
     if typed.is_none() && !cached {
@@ -72,27 +71,7 @@ pub fn prepare_upstream(ctx: &mut RequestCtx, plan: &RequestPlan, raw: &Bytes, i
             }
         }
     }
-    let request = typed
-        .as_ref()
-        .filter(|t| !t.root_args.is_empty())
-        .map(|_| (raw.clone(), is_get));
-    ctx.tags = Some(Box::new(Tagging {
-        typed,
-        rewrite: None,
-        // A mutation's response is not stored: it purges, by its root fields.
-        entry_tags: if mutation {
-            Vec::new()
-        } else {
-            base_tags(plan)
-        },
-        mutation_fields: if mutation {
-            plan.root_fields.clone()
-        } else {
-            Vec::new()
-        },
-        request,
-        read: None,
-    }));
+    ctx.tags = Some(Tagging::new(plan, typed, raw, is_get));
 }
 
 /// A request forwarded as it came (signed by the client, which only the upstream can verify):
@@ -109,14 +88,35 @@ pub fn read_only(ctx: &mut RequestCtx, plan: &RequestPlan, raw: &Bytes, is_get: 
         query: None,
         root_args: typed.root_args.clone(),
     };
-    ctx.tags = Some(Box::new(Tagging {
-        typed: Some(Arc::new(as_sent)),
-        rewrite: None,
-        entry_tags: Vec::new(),
-        mutation_fields: plan.root_fields.clone(),
-        request: (!typed.root_args.is_empty()).then(|| (raw.clone(), is_get)),
-        read: None,
-    }));
+    ctx.tags = Some(Tagging::new(plan, Some(Arc::new(as_sent)), raw, is_get));
+}
+
+impl Tagging {
+    /// The tagging of `plan`'s response, read with `typed`.
+    fn new(plan: &RequestPlan, typed: Option<Arc<Typed>>, raw: &Bytes, is_get: bool) -> Box<Self> {
+        let mutation = plan.kind == OperationKind::Mutation;
+        let request = typed
+            .as_ref()
+            .filter(|t| !t.root_args.is_empty())
+            .map(|_| (raw.clone(), is_get));
+        Box::new(Tagging {
+            typed,
+            rewrite: None,
+            // A mutation's response is not stored: it purges, by its root fields.
+            entry_tags: if mutation {
+                Vec::new()
+            } else {
+                base_tags(plan)
+            },
+            mutation_fields: if mutation {
+                plan.root_fields.clone()
+            } else {
+                Vec::new()
+            },
+            request,
+            read: None,
+        })
+    }
 }
 
 /// The request's variables (for entities named by root field arguments).
