@@ -1,7 +1,8 @@
 //! The admin listener (loopback by default): `/metrics`, `/healthz`, `/readyz`, and the admin API
-//! (`POST /admin/certificates/reload`, `POST /admin/purge`). With an `[admin]` token, both
-//! need it as a bearer token; without one, purges are off and reloads are open (the listener
-//! is on loopback by default).
+//! (`GET /admin/certificates`, `POST /admin/certificates/reload`, `POST /admin/purge`). With an
+//! `[admin]` token, each needs it as a bearer token; without one, purges are off, and the
+//! listing and reloads are open to local tools (the listener is on loopback by default) but not
+//! to browsers (a request carrying `Origin` or `Sec-Fetch-Site` cannot reload).
 
 mod purge;
 
@@ -76,6 +77,27 @@ fn token_refusal(
     Some(r)
 }
 
+/// Without an `[admin]` token, a call that changes state is refused when a browser sent it
+/// (it carries `Origin` or `Sec-Fetch-Site`): a page on any site could otherwise post to the
+/// loopback listener with a simple cross-origin request. Scripts and curl send neither.
+fn browser_refusal(config: &Config, session: &ServerSession) -> Option<Response<Vec<u8>>> {
+    if config.admin_api.token.is_some() {
+        return None;
+    }
+    let headers = &session.req_header().headers;
+    let from_browser = headers.contains_key(http::header::ORIGIN)
+        || headers
+            .get("sec-fetch-site")
+            .is_some_and(|v| v.as_bytes() != b"none");
+    from_browser.then(|| {
+        tracing::warn!("admin: a state-changing call from a browser was refused (no [admin] token is configured)");
+        error(
+            403,
+            "admin calls from a browser need the [admin] token; configure one",
+        )
+    })
+}
+
 impl AdminApp {
     /// Ready when every site has a certificate to serve.
     fn readiness(&self) -> Response<Vec<u8>> {
@@ -147,9 +169,16 @@ impl ServeHttp for AdminApp {
             }
             ("GET", "/healthz") => respond(200, "text/plain", b"ok\n".to_vec()),
             ("GET", "/readyz") => self.readiness(),
-            ("GET", "/admin/certificates") => self.certificates(),
+            ("GET", "/admin/certificates") => {
+                match token_refusal(&self.config, session, "certificate listing") {
+                    Some(refused) => refused,
+                    None => self.certificates(),
+                }
+            }
             ("POST", "/admin/certificates/reload") => {
-                match token_refusal(&self.config, session, "certificate reload") {
+                let refusal = token_refusal(&self.config, session, "certificate reload")
+                    .or_else(|| browser_refusal(&self.config, session));
+                match refusal {
                     Some(refused) => {
                         // The body is not read: close rather than drain it.
                         session.set_keepalive(None);

@@ -96,12 +96,13 @@ pub fn init(format: Format, configured_level: &str) -> LogGuard {
             eprintln!("log level `{directives}` ignored ({e}); logging at info");
             EnvFilter::new("info")
         });
-        // The listener's lines are re-emitted by `ListenerEvents`, minus handshake noise.
-        base.add_directive(
-            format!("{LISTENER_TARGET}=off")
-                .parse()
-                .expect("static directive"),
-        )
+        // The listener's lines are re-emitted by `ListenerEvents`, minus handshake noise, and
+        // pingora's others by `Redacted`, without the raw request bytes they may quote.
+        [LISTENER_TARGET, "pingora_core", "pingora_proxy"]
+            .iter()
+            .fold(base, |f, target| {
+                f.add_directive(format!("{target}=off").parse().expect("static directive"))
+            })
     };
     let output = match format.resolve() {
         Format::Json => fmt::layer()
@@ -121,9 +122,16 @@ pub fn init(format: Format, configured_level: &str) -> LogGuard {
         tracing_subscriber::filter::Targets::new()
             .with_target(LISTENER_TARGET, tracing::Level::WARN),
     );
+    let redacted = Redacted.with_filter(
+        tracing_subscriber::filter::Targets::new()
+            .with_target("pingora_core", tracing::Level::WARN)
+            .with_target("pingora_proxy", tracing::Level::WARN)
+            .with_target(LISTENER_TARGET, tracing::level_filters::LevelFilter::OFF),
+    );
     let _ = tracing_subscriber::registry()
         .with(output)
         .with(listener)
+        .with(redacted)
         .try_init();
     // The log bridge is installed accepting every level; narrow it to what is enabled so
     // pingora's `debug!` records stop at the macro.
@@ -173,6 +181,32 @@ impl<S: Subscriber> Layer<S> for ListenerEvents {
     }
 }
 
+/// Re-emits pingora's warnings and errors under graphfront's target with the raw request bytes
+/// they quote (`buf: ...`, headers and credentials included) withheld: no log line holds a
+/// credential.
+struct Redacted;
+
+impl<S: Subscriber> Layer<S> for Redacted {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let mut msg = Message::default();
+        event.record(&mut msg);
+        let line = redact(&msg.0);
+        if *event.metadata().level() == tracing::Level::ERROR {
+            tracing::error!(target: "graphfront::pingora", "{line}");
+        } else {
+            tracing::warn!(target: "graphfront::pingora", "{line}");
+        }
+    }
+}
+
+/// `line` cut before the request bytes pingora quotes after `buf: `.
+pub fn redact(line: &str) -> std::borrow::Cow<'_, str> {
+    match line.find("buf: ") {
+        Some(at) => format!("{}buf: <request bytes withheld>", &line[..at]).into(),
+        None => line.into(),
+    }
+}
+
 /// The bounded reason for one of pingora's handshake error lines; `None` for other lines.
 /// Refusals by the certificate store are counted there (unknown_sni, no_sni, no_certificate).
 pub fn handshake_failure_reason(line: &str) -> Option<&'static str> {
@@ -198,4 +232,18 @@ pub fn handshake_failure_reason(line: &str) -> Option<&'static str> {
     } else {
         "other"
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn request_bytes_are_withheld() {
+        let line = "HTTP server fails to read from downstream: InvalidHTTPHeader context: buf: \"GET / HTTP/1.1\\r\\nAuthorization: Bearer s3cret\" cause: invalid";
+        let out = redact(line);
+        assert!(!out.contains("s3cret"), "{out}");
+        assert!(out.starts_with("HTTP server fails to read from downstream"));
+        assert_eq!(redact("no bytes here"), "no bytes here");
+    }
 }
