@@ -42,7 +42,6 @@ pub struct Metrics {
     pub cert_reloads: IntCounterVec,
     pub upstream_errors: IntCounterVec,
     pub rejections: IntCounterVec,
-    pub unanalysed: IntCounterVec,
     pub cache_requests: IntCounterVec,
     pub cache_passes: IntCounterVec,
     pub cache_entries: IntGauge,
@@ -154,11 +153,6 @@ impl Metrics {
                     "graphfront_http_rejections_total",
                     "Requests answered at the edge with an error, by site and stable error code.",
                     &["site", "code"]
-                )?,
-                unanalysed: register_int_counter_vec!(
-                    "graphfront_graphql_unanalysed_total",
-                    "Requests forwarded without GraphQL analysis, by site and reason (body_size).",
-                    &["site", "reason"]
                 )?,
                 cache_requests: register_int_counter_vec!(
                     "graphfront_cache_requests_total",

@@ -59,7 +59,6 @@ pub struct RequestCtx {
     started: Instant,
     site: Option<Arc<SiteRuntime>>,
     operation: Option<OperationKind>,
-    unanalysed: bool,
     realtime: bool,
     upstream_sent: Option<Instant>,
     failure: Option<FailureKind>,
@@ -129,6 +128,13 @@ impl Edge {
             .or_else(|| req.headers.get(http::header::HOST)?.to_str().ok())
             .unwrap_or("");
         let host = host_of(authority);
+        if host.is_empty() && !authority.is_empty() {
+            return Err(EdgeError::new(
+                400,
+                "INVALID_HOST",
+                "the Host header is not a host name with an optional port from 1 to 65535",
+            ));
+        }
         let by_host = self.table.lookup(host);
         let sni_site = session
             .digest()
@@ -168,6 +174,15 @@ impl Edge {
         e: EdgeError,
     ) -> pingora::Result<bool> {
         ctx.rejected = Some(e.code);
+        let broken_body = matches!(e.code, "BAD_REQUEST_BODY" | "BODY_TOO_LARGE");
+        let chunked = session
+            .req_header()
+            .headers
+            .contains_key(http::header::TRANSFER_ENCODING);
+        if broken_body || chunked || !session.is_body_done() {
+            // What follows an unread or broken body is never parsed as a request of its own.
+            session.set_keepalive(None);
+        }
         let mut e = e;
         e.headers.extend(cors_headers(session, ctx));
         let site = ctx.site.as_ref().map_or("none", |s| s.config.name.as_str());
@@ -189,7 +204,6 @@ impl ProxyHttp for Edge {
             started: Instant::now(),
             site: None,
             operation: None,
-            unanalysed: false,
             realtime: false,
             socket: None,
             ws_path: None,
@@ -216,6 +230,16 @@ impl ProxyHttp for Edge {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
         metrics::get().in_flight.inc();
+        let chunked = session
+            .req_header()
+            .headers
+            .contains_key(http::header::TRANSFER_ENCODING);
+        if let pingora::protocols::http::ServerSession::H1(h1) = session.as_downstream_mut() {
+            // Requests pipelined behind this one are answered in order, not dropped; but not
+            // behind a chunked body, where a client and the edge could disagree on its end:
+            // then pingora closes the connection after the answer.
+            h1.set_pipelining_enabled(!chunked);
+        }
         if crate::server::draining() {
             session.set_keepalive(None);
         }
@@ -229,15 +253,27 @@ impl ProxyHttp for Edge {
                 return Ok(true);
             }
         }
+        if let Err(e) = single_credentials(&session.req_header().headers) {
+            return self.reject(session, ctx, e).await;
+        }
         let path = session.req_header().uri.path();
         let appsync = path == site.config.realtime_path;
         let other_ws = site.config.websocket.paths.iter().any(|p| p == path);
-        if appsync || other_ws || (path == site.config.graphql_path && session.is_upgrade_req()) {
-            if !session.is_upgrade_req() {
+        let upgrade = session.is_upgrade_req();
+        if appsync || other_ws || upgrade {
+            if !upgrade {
                 let e = EdgeError::new(
                     400,
                     "WEBSOCKET_REQUIRED",
                     "this path takes WebSocket upgrades only",
+                );
+                return self.reject(session, ctx, e).await;
+            }
+            if !appsync && !other_ws {
+                let e = EdgeError::new(
+                    400,
+                    "WEBSOCKET_NOT_ALLOWED",
+                    "WebSocket upgrades are accepted only on this site's real-time path and its configured websocket paths",
                 );
                 return self.reject(session, ctx, e).await;
             }
@@ -305,25 +341,6 @@ impl ProxyHttp for Edge {
         let (bytes, is_get) = match raw {
             Ok(Raw::Body(b)) => (b, false),
             Ok(Raw::Query(q)) => (q, true),
-            Ok(Raw::Unanalysed)
-                if site.config.upstream_signing.is_some() || authorizer_token.is_some() =>
-            {
-                let e = EdgeError::new(
-                    413,
-                    "BODY_TOO_LARGE",
-                    format!(
-                        "bodies over {} bytes cannot be signed or shown to the authorizer",
-                        crate::config::ANALYSED_BODY_LIMIT
-                    ),
-                );
-                return self.reject(session, ctx, e).await;
-            }
-            Ok(Raw::Unanalysed) => {
-                ctx.unanalysed = true;
-                site.unanalysed.inc();
-                caching::bypass(&site, ctx, "unanalysed");
-                return Ok(false);
-            }
             Err(e) => return self.reject(session, ctx, e).await,
         };
         // Automatic persisted queries (proxy/apq.rs): from here on `bytes` is the full request.
@@ -631,10 +648,10 @@ impl ProxyHttp for Edge {
                 Ok(())
             }
             Err(close) => {
-                let reason = if close.code == 1009 {
-                    "too_big"
-                } else {
-                    "protocol"
+                let reason = match close.code {
+                    1009 => "too_big",
+                    4401 | 4403 => "auth",
+                    _ => "protocol",
                 };
                 metrics::get()
                     .websocket_rejections
@@ -717,6 +734,31 @@ fn count_websocket(ctx: &RequestCtx, outcome: &str) {
             .with_label_values(&[&site.config.name, outcome])
             .inc();
     }
+}
+
+/// Headers that carry a credential or decide where a request goes: the edge checks one
+/// value, so a request carrying one of them twice is refused rather than forwarded with both.
+const SINGLE_HEADERS: [&str; 6] = [
+    "x-api-key",
+    "authorization",
+    "x-amz-date",
+    "x-amz-security-token",
+    "x-amz-content-sha256",
+    "host",
+];
+
+fn single_credentials(headers: &http::HeaderMap) -> Result<(), EdgeError> {
+    for name in SINGLE_HEADERS {
+        let mut values = headers.get_all(name).iter();
+        if values.next().is_some() && values.next().is_some() {
+            return Err(EdgeError::new(
+                400,
+                "DUPLICATE_HEADER",
+                format!("the request carries the {name} header more than once"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The CORS headers this request's Origin gets from its site (none without a policy).

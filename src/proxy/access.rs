@@ -36,7 +36,6 @@ pub fn record(session: &Session, e: Option<&Error>, ctx: &RequestCtx, log: bool)
         version = ?req.version,
         status,
         operation = ctx.operation.map_or("-", |o| o.as_str()),
-        unanalysed = ctx.unanalysed,
         realtime = ctx.realtime,
         rejected = ctx.rejected.unwrap_or("-"),
         cache = ctx.cache_status.map_or("-", |c| c.label()),

@@ -1,5 +1,6 @@
 //! The GraphQL pre-check of `request_filter`: read the operation from the POST body (≤ 64 KiB,
-//! replayed upstream from pingora's retry buffer) or the GET query string, and plan it: parse,
+//! replayed upstream from pingora's retry buffer; larger bodies are refused, never forwarded
+//! unchecked) or the GET query string, and plan it: parse,
 //! classify, decide about the cache. Plans are memoized by the raw request's hash, so repeated
 //! requests skip JSON and GraphQL parsing.
 
@@ -21,8 +22,6 @@ pub enum Raw {
     Body(Bytes),
     /// A GET query string.
     Query(Bytes),
-    /// A body too large to analyse, forwarded as is.
-    Unanalysed,
 }
 
 fn graphql_error(e: graphql::GraphqlError) -> EdgeError {
@@ -38,7 +37,10 @@ pub async fn read_post(session: &mut Session, site: &Site) -> Result<Raw, EdgeEr
         }
     }
     if declared.is_some_and(|len| len > ANALYSED_BODY_LIMIT as u64) {
-        return Ok(Raw::Unanalysed);
+        // Every request the edge forwards is checked, and the edge can hold and replay at
+        // most `ANALYSED_BODY_LIMIT` bytes of a body on pingora's path: a larger body is
+        // refused unread rather than forwarded unchecked.
+        return Err(over_analysed_limit());
     }
     // The retry buffer keeps what we read so pingora can send it upstream afterwards.
     session.as_downstream_mut().enable_retry_buffering();
@@ -52,14 +54,8 @@ pub async fn read_post(session: &mut Session, site: &Site) -> Result<Raw, EdgeEr
     })? {
         body.extend_from_slice(&chunk);
         if body.len() > ANALYSED_BODY_LIMIT {
-            // Only a body without Content-Length gets here; it cannot be replayed upstream.
-            return Err(EdgeError::new(
-                413,
-                "BODY_TOO_LARGE",
-                format!(
-                    "a request body without Content-Length may be at most {ANALYSED_BODY_LIMIT} bytes"
-                ),
-            ));
+            // Only a body without Content-Length gets here.
+            return Err(over_analysed_limit());
         }
     }
     if let Some(max) = site.max_body {
@@ -190,6 +186,14 @@ fn content_length(session: &Session) -> Result<Option<u64>, EdgeError> {
             .map(Some)
             .ok_or_else(|| EdgeError::new(400, "BAD_REQUEST_BODY", "invalid Content-Length")),
     }
+}
+
+fn over_analysed_limit() -> EdgeError {
+    EdgeError::new(
+        413,
+        "BODY_TOO_LARGE",
+        format!("request bodies may be at most {ANALYSED_BODY_LIMIT} bytes"),
+    )
 }
 
 fn too_large(max: u64) -> EdgeError {

@@ -41,6 +41,17 @@ pub fn rewrite(
     };
     req.set_uri(uri);
     req.insert_header(http::header::HOST, endpoint.host_header.as_str())?;
+    // Some servers fold `_` into `-` (`Content_Length`, `Transfer_Encoding`): such a header
+    // could frame or route the request differently upstream than the edge read it.
+    let underscored: Vec<http::HeaderName> = req
+        .headers
+        .keys()
+        .filter(|n| n.as_str().contains('_'))
+        .cloned()
+        .collect();
+    for name in underscored {
+        req.remove_header(&name);
+    }
 
     if let Some(client) = session.client_addr().and_then(|a| a.as_inet()) {
         let ip = client.ip().to_string();

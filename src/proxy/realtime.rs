@@ -224,6 +224,9 @@ pub struct Socket {
     pub rewritten: Option<AuthHeader>,
     /// Whether `connection_init` was seen (AppSync).
     pub initialised: bool,
+    /// Whether the site's auth accepted this connection (always, on a site without auth):
+    /// until then only a `connection_init` whose payload carries credentials may pass.
+    pub authenticated: bool,
     /// A close frame went to the client (stopping): nothing more goes to it.
     pub closing: bool,
     client: ClientStream,
@@ -263,11 +266,28 @@ impl Socket {
         let mut stats = Stats::default();
         let mut replies = Vec::new();
         let mut initialised = false;
-        while let Advance::Text = self.client.advance(&mut rest, &mut out, &mut stats)? {
+        loop {
+            let step = self.client.advance(&mut rest, &mut out, &mut stats)?;
+            if !self.authenticated && !out.is_empty() {
+                // A binary or control frame before the connection was authenticated.
+                return Err(UNAUTHORIZED);
+            }
+            if step == Advance::Done {
+                break;
+            }
             let verdict = match self.client.pending_text() {
-                Some(text) if self.appsync => {
+                Some(text) if !self.authenticated => {
                     let text = text.to_string();
-                    let (decision, init) = self.decide(site, &text).await;
+                    self.authenticate(site, &text).await?;
+                    Verdict::Forward
+                }
+                Some(text) => {
+                    let text = text.to_string();
+                    let (decision, init) = if self.appsync {
+                        self.decide(site, &text).await
+                    } else {
+                        (self.decide_forwarded(site, &text), false)
+                    };
                     initialised |= init;
                     match decision {
                         Decision::Forward => Verdict::Forward,
@@ -278,7 +298,8 @@ impl Socket {
                         }
                     }
                 }
-                _ => Verdict::Forward,
+                None if !self.authenticated => return Err(UNAUTHORIZED),
+                None => Verdict::Forward,
             };
             self.client.judge(verdict, &mut out)?;
         }
@@ -306,6 +327,8 @@ impl Socket {
         };
         match message.get("type").and_then(Value::as_str) {
             Some("connection_init") => return (Decision::Forward, true),
+            // graphql-transport-ws to a realtime upstream that speaks it.
+            Some("subscribe") => return (self.decide_forwarded(site, text), false),
             Some("start") => {}
             _ => return (Decision::Forward, false),
         }
@@ -334,12 +357,27 @@ impl Socket {
                 }
             };
             if let Some(e) = refused {
-                metrics::get()
-                    .websocket_rejections
-                    .with_label_values(&[&site.config.name, "start_auth"])
-                    .inc();
+                count_refused(site, "start_auth");
                 return (Decision::Refuse(error_message(&id, &e)), false);
             }
+        }
+        // `payload.data` holds the GraphQL request as a JSON string.
+        let request = message
+            .get("payload")
+            .and_then(|p| p.get("data"))
+            .and_then(Value::as_str)
+            .and_then(|d| serde_json::from_str::<Value>(d).ok());
+        let query = request
+            .as_ref()
+            .and_then(|r| r.get("query"))
+            .and_then(Value::as_str);
+        let name = request
+            .as_ref()
+            .and_then(|r| r.get("operationName"))
+            .and_then(Value::as_str);
+        if let Err(e) = check_operation(site, query, name) {
+            count_refused(site, "operation");
+            return (Decision::Refuse(error_message(&id, &e)), false);
         }
         site.ws.subscriptions.inc();
         let authorization = message
@@ -360,11 +398,110 @@ impl Socket {
         }
     }
 
+    /// The first message on a forwarded path of a site with auth, when the handshake carried no
+    /// accepted credentials: a `connection_init` whose payload (or its `headers` member) holds
+    /// them, as graphql-ws clients send `connectionParams`. Anything else closes with 4401; a
+    /// payload the site's modes refuse closes with 4403.
+    async fn authenticate(&mut self, site: &SiteRuntime, text: &str) -> Result<(), Close> {
+        let Ok(Value::Object(message)) = serde_json::from_str::<Value>(text) else {
+            return Err(UNAUTHORIZED);
+        };
+        if message.get("type").and_then(Value::as_str) != Some("connection_init") {
+            return Err(UNAUTHORIZED);
+        }
+        let payload = message.get("payload").and_then(Value::as_object);
+        let fields = payload
+            .and_then(|p| p.get("headers"))
+            .and_then(Value::as_object)
+            .or(payload);
+        let (Some(fields), Some(modes)) = (fields, &site.auth) else {
+            return Err(FORBIDDEN);
+        };
+        match check_headers(&as_headers(fields), &site.config.name, modes).await {
+            Outcome::Accepted(_) => {
+                self.authenticated = true;
+                Ok(())
+            }
+            Outcome::Authorizer { .. } | Outcome::Rejected(_) => Err(FORBIDDEN),
+        }
+    }
+
+    /// An operation on a forwarded path (graphql-transport-ws `subscribe`, graphql-ws `start`):
+    /// checked like a request on the GraphQL path (parse, operation selection, the site's
+    /// limits), refused with the dialect's `error` message.
+    fn decide_forwarded(&self, site: &SiteRuntime, text: &str) -> Decision {
+        let Ok(Value::Object(message)) = serde_json::from_str::<Value>(text) else {
+            return Decision::Forward;
+        };
+        let kind = message.get("type").and_then(Value::as_str);
+        if !matches!(kind, Some("subscribe" | "start")) {
+            return Decision::Forward;
+        }
+        let id = message.get("id").and_then(Value::as_str).unwrap_or("");
+        let payload = message.get("payload");
+        let query = payload.and_then(|p| p.get("query")).and_then(Value::as_str);
+        let name = payload
+            .and_then(|p| p.get("operationName"))
+            .and_then(Value::as_str);
+        match check_operation(site, query, name) {
+            Ok(()) => Decision::Forward,
+            Err(e) => {
+                count_refused(site, "operation");
+                let errors = serde_json::json!([{
+                    "message": e.message,
+                    "extensions": {"code": e.code},
+                }]);
+                let reply = if kind == Some("subscribe") {
+                    serde_json::json!({"type": "error", "id": id, "payload": errors})
+                } else {
+                    serde_json::json!({"type": "error", "id": id, "payload": errors[0]})
+                };
+                Decision::Refuse(reply.to_string())
+            }
+        }
+    }
+
     /// A close frame for the client (server frames are not masked).
     pub fn close_for_client(&mut self, code: u16, reason: &str) -> Bytes {
         self.closing = true;
         close_frame(code, reason, false)
     }
+}
+
+/// Closes for a forwarded path's connection before it is authenticated, with
+/// graphql-transport-ws's codes: a message other than `connection_init`, or credentials the
+/// site refused.
+const UNAUTHORIZED: Close = Close {
+    code: 4401,
+    reason: "Unauthorized",
+};
+const FORBIDDEN: Close = Close {
+    code: 4403,
+    reason: "Forbidden",
+};
+
+fn count_refused(site: &SiteRuntime, reason: &str) {
+    metrics::get()
+        .websocket_rejections
+        .with_label_values(&[&site.config.name, reason])
+        .inc();
+}
+
+/// The checks a GraphQL request on the site's GraphQL path gets (parse, operation selection,
+/// the site's limits), for an operation sent over a WebSocket.
+fn check_operation(
+    site: &SiteRuntime,
+    query: Option<&str>,
+    operation_name: Option<&str>,
+) -> Result<(), EdgeError> {
+    let query = query
+        .ok_or_else(|| EdgeError::new(400, "INVALID_REQUEST", "the operation carries no query"))?;
+    let analysis = crate::graphql::analyze_normalized(query, operation_name)
+        .map_err(|e| EdgeError::new(400, e.code(), e.to_string()))?;
+    site.config
+        .limits
+        .check(&analysis.complexity)
+        .map_err(|(code, message)| EdgeError::new(400, code, message))
 }
 
 /// The handshake checks, before anything goes upstream: Origin, connection limits, and for
@@ -412,6 +549,18 @@ pub async fn open(
             Outcome::Rejected(e) => return Err(("auth", e)),
         }
     }
+    // A path forwarded as is (graphql-ws, graphql-transport-ws) on a site with auth: the
+    // handshake's own headers, else the `connection_init` payload, must carry credentials
+    // the site's modes accept before any message is forwarded.
+    let authenticated = match (appsync, &site.auth) {
+        // Only modes the edge decides: the HTTP authorizer is asked about operations, and a
+        // forwarded path's messages are not shown to it.
+        (false, Some(modes)) => matches!(
+            check_headers(&req.headers, &site.config.name, modes).await,
+            Outcome::Accepted(_)
+        ),
+        _ => true,
+    };
     let rewritten = match &mut header {
         Some(h) if policy.rewrite_host && !is_signed(&h.fields) => {
             set_host(&mut h.fields, &site.config.upstream.host_header).then(|| h.clone())
@@ -428,6 +577,7 @@ pub async fn open(
         appsync,
         rewritten,
         initialised: !appsync,
+        authenticated,
         closing: false,
         client: ClientStream::new(limits),
         server: ServerStream::new(),

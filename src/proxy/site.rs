@@ -18,7 +18,6 @@ pub struct SiteRuntime {
     pub upstream: Upstream,
     pub realtime: Upstream,
     pub upstream_seconds: Histogram,
-    pub unanalysed: IntCounter,
     /// Background refreshes for stale-while-revalidate (when the site uses it).
     pub refresher: Option<Arc<Refresher>>,
     /// The auth pre-check, when the site has one.
@@ -134,7 +133,6 @@ impl SiteRuntime {
         Ok(Self {
             index,
             upstream_seconds: m.upstream_seconds.with_label_values(&[name]),
-            unanalysed: m.unanalysed.with_label_values(&[name, "body_size"]),
             refresher,
             auth,
             cache_requests,
