@@ -598,3 +598,76 @@ async fn h2_bodies_whose_length_disagrees_with_content_length_never_reach_the_up
     assert_eq!(r.status(), 200);
     assert!(up.request_to("/graphql?h2ok=1").is_some());
 }
+
+/// The HTTP authorizer's verdict on `start` messages over the realtime path: a token it denies
+/// gets AppSync's error and the subscription is not forwarded.
+#[tokio::test]
+async fn the_authorizer_decides_on_realtime_subscriptions() {
+    use axum::routing::post;
+    let up = Upstream::start(false).await;
+    let events: std::sync::Arc<std::sync::Mutex<Vec<Value>>> = Default::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = events.clone();
+    let router = axum::Router::new().route(
+        "/authorize",
+        post(move |body: String| {
+            let seen = seen.clone();
+            async move {
+                let event: Value = serde_json::from_str(&body).unwrap_or_default();
+                let allowed = event["authorizationToken"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("allow"));
+                seen.lock().unwrap().push(event);
+                json!({ "isAuthorized": allowed }).to_string()
+            }
+        }),
+    );
+    let (cert, key) = up.ca.issue(&["localhost"]);
+    let tls = graphfront::demo::tls_server_config(&cert, &key, false).unwrap();
+    tokio::spawn(async move {
+        let _ = graphfront::demo::serve(listener, Some(tls), router).await;
+    });
+    let extra = format!(
+        "{}[site.auth.authorizer]\nurl = \"https://localhost:{port}/authorize\"\nttl = \"0s\"\n",
+        up.realtime_toml()
+    );
+    let site = ApiSite::start(&up, SiteCerts::new(), &extra).await;
+
+    let tls = tls_connect(site.edge.https, "api.test", &site.certs.ca_pem()).await;
+    let header = json!({"host": "api.test", "Authorization": "allow-handshake"}).to_string();
+    let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, header);
+    let url = site.edge.ws_url("api.test", "/graphql/realtime")
+        + "?header="
+        + &b64.replace('+', "%2B").replace('=', "%3D")
+        + "&payload=e30%3D";
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut c, _) = tokio_tungstenite::client_async(request, tls).await.unwrap();
+    send(&mut c, json!({"type": "connection_init", "payload": {}})).await;
+    assert_eq!(next(&mut c).await.unwrap()["type"], "connection_ack");
+    let query = "subscription { onCreatePost { id } }";
+    let start = json!({"id": "d", "type": "start", "payload": {
+        "data": json!({"query": query, "variables": {}}).to_string(),
+        "extensions": {"authorization": {"host": "api.test", "Authorization": "deny-me"}}
+    }});
+    send(&mut c, start).await;
+    let refused = next(&mut c).await.unwrap();
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["id"], "d");
+    assert_eq!(
+        refused["payload"]["errors"][0]["extensions"]["code"],
+        "AUTHORIZER_DENIED"
+    );
+    let asked = events.lock().unwrap().clone();
+    assert!(
+        asked
+            .iter()
+            .any(|e| e["authorizationToken"] == "deny-me"
+                && e["requestContext"]["queryString"] == query),
+        "{asked:?}"
+    );
+}

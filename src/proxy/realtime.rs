@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 
-use super::auth::{check_headers, Outcome};
+use super::auth::{self, check_headers, Outcome};
 use super::respond::EdgeError;
 use super::site::SiteRuntime;
 use super::websocket::{
@@ -337,21 +337,64 @@ impl Socket {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_string();
-        let authorization = message
-            .get_mut("payload")
-            .and_then(|p| p.get_mut("extensions"))
-            .and_then(|e| e.get_mut("authorization"))
-            .and_then(Value::as_object_mut);
+        // `payload.data` holds the GraphQL request as a JSON string.
+        let data = message
+            .get("payload")
+            .and_then(|p| p.get("data"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let request = serde_json::from_str::<Value>(&data).ok();
+        let query = request
+            .as_ref()
+            .and_then(|r| r.get("query"))
+            .and_then(Value::as_str);
+        let name = request
+            .as_ref()
+            .and_then(|r| r.get("operationName"))
+            .and_then(Value::as_str);
+        let operation = check_operation(site, query, name);
         if let Some(modes) = &site.auth {
-            let refused = match authorization.as_deref() {
+            let authorization = message
+                .get("payload")
+                .and_then(|p| p.get("extensions"))
+                .and_then(|e| e.get("authorization"))
+                .and_then(Value::as_object);
+            let refused = match authorization {
                 None => Some(EdgeError::new(
                     401,
                     "AUTHORIZATION_MISSING",
                     "the start message carries no extensions.authorization",
                 )),
                 Some(fields) => {
-                    match check_headers(&as_headers(fields), &site.config.name, modes).await {
-                        Outcome::Accepted(_) | Outcome::Authorizer { .. } => None,
+                    let headers = as_headers(fields);
+                    match check_headers(&headers, &site.config.name, modes).await {
+                        Outcome::Accepted(_) => None,
+                        // The authorizer decides on the operation, as for requests.
+                        Outcome::Authorizer { token, .. } => {
+                            match (&operation, &modes.authorizer) {
+                                (Ok(op), Some(authorizer)) => {
+                                    let verdict = authorizer
+                                        .check(
+                                            &token,
+                                            data.as_bytes(),
+                                            false,
+                                            op.kind,
+                                            &op.root_fields,
+                                            &headers,
+                                        )
+                                        .await;
+                                    auth::authorizer_outcome(&site.config.name, verdict).err()
+                                }
+                                // An operation the edge refuses is answered below.
+                                (Err(_), _) => None,
+                                (Ok(_), None) => Some(EdgeError::new(
+                                    401,
+                                    "AUTHORIZER_UNAVAILABLE",
+                                    "no authorizer can decide on this operation",
+                                )),
+                            }
+                        }
                         Outcome::Rejected(e) => Some(e),
                     }
                 }
@@ -361,21 +404,7 @@ impl Socket {
                 return (Decision::Refuse(error_message(&id, &e)), false);
             }
         }
-        // `payload.data` holds the GraphQL request as a JSON string.
-        let request = message
-            .get("payload")
-            .and_then(|p| p.get("data"))
-            .and_then(Value::as_str)
-            .and_then(|d| serde_json::from_str::<Value>(d).ok());
-        let query = request
-            .as_ref()
-            .and_then(|r| r.get("query"))
-            .and_then(Value::as_str);
-        let name = request
-            .as_ref()
-            .and_then(|r| r.get("operationName"))
-            .and_then(Value::as_str);
-        if let Err(e) = check_operation(site, query, name) {
+        if let Err(e) = operation {
             count_refused(site, "operation");
             return (Decision::Refuse(error_message(&id, &e)), false);
         }
@@ -444,7 +473,7 @@ impl Socket {
             .and_then(|p| p.get("operationName"))
             .and_then(Value::as_str);
         match check_operation(site, query, name) {
-            Ok(()) => Decision::Forward,
+            Ok(_) => Decision::Forward,
             Err(e) => {
                 count_refused(site, "operation");
                 let errors = serde_json::json!([{
@@ -493,7 +522,7 @@ fn check_operation(
     site: &SiteRuntime,
     query: Option<&str>,
     operation_name: Option<&str>,
-) -> Result<(), EdgeError> {
+) -> Result<crate::graphql::Operation, EdgeError> {
     let query = query
         .ok_or_else(|| EdgeError::new(400, "INVALID_REQUEST", "the operation carries no query"))?;
     let analysis = crate::graphql::analyze_normalized(query, operation_name)
@@ -501,7 +530,8 @@ fn check_operation(
     site.config
         .limits
         .check(&analysis.complexity)
-        .map_err(|(code, message)| EdgeError::new(400, code, message))
+        .map_err(|(code, message)| EdgeError::new(400, code, message))?;
+    Ok(analysis.op)
 }
 
 /// The handshake checks, before anything goes upstream: Origin, connection limits, and for
