@@ -36,12 +36,18 @@ async fn setup() -> (Upstream, ApiSite) {
 /// Write `bytes` on a new TLS connection to the edge and read until it closes (at most 10 s;
 /// `closed` says whether it did).
 async fn raw(site: &ApiSite, bytes: &[u8]) -> (String, bool) {
+    raw_within(site, bytes, Duration::from_secs(10)).await
+}
+
+/// [`raw`], giving up on the close after `quiet` without a byte (for answers on a connection
+/// that stays open).
+async fn raw_within(site: &ApiSite, bytes: &[u8], quiet: Duration) -> (String, bool) {
     let mut tls = tls_connect(site.edge.https, "api.test", &site.certs.ca_pem()).await;
     tls.write_all(bytes).await.unwrap();
     let mut out = Vec::new();
     let mut buf = [0u8; 16 * 1024];
     let closed = loop {
-        match tokio::time::timeout(Duration::from_secs(10), tls.read(&mut buf)).await {
+        match tokio::time::timeout(quiet, tls.read(&mut buf)).await {
             Err(_) => break false,
             Ok(Ok(0)) | Ok(Err(_)) => break true,
             Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
@@ -221,7 +227,7 @@ async fn upgrades_outside_the_websocket_paths_are_refused_unforwarded() {
              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
              Sec-WebSocket-Protocol: graphql-transport-ws\r\n{key}\r\n"
         );
-        let (text, _) = raw(&site, request.as_bytes()).await;
+        let (text, _) = raw_within(&site, request.as_bytes(), Duration::from_secs(1)).await;
         assert_eq!(statuses(&text), [400], "{path}: {text}");
         assert!(text.contains("WEBSOCKET_NOT_ALLOWED"), "{path}: {text}");
     }
@@ -269,6 +275,22 @@ async fn next(ws: &mut Ws) -> Result<Value, Option<u16>> {
     }
 }
 
+/// A subscription to `__schema` on `c` gets graphql-transport-ws's error for its id.
+async fn introspection_refused(c: &mut Ws) {
+    send(
+        c,
+        subscribe("i", "subscription { __schema { types { name } } }"),
+    )
+    .await;
+    let refused = next(c).await.unwrap();
+    assert_eq!(refused["type"], "error", "{refused}");
+    assert_eq!(refused["id"], "i");
+    assert_eq!(
+        refused["payload"][0]["extensions"]["code"],
+        "INTROSPECTION_DISABLED"
+    );
+}
+
 fn subscribe(id: &str, query: &str) -> Value {
     json!({"id": id, "type": "subscribe", "payload": {"query": query}})
 }
@@ -312,18 +334,7 @@ async fn forwarded_websocket_paths_need_credentials_before_any_operation() {
         .await;
         assert_eq!(next(&mut c).await.unwrap()["type"], "connection_ack");
         // Introspection is off on this site: refused with the dialect's error, not forwarded.
-        send(
-            &mut c,
-            subscribe("i", "subscription { __schema { types { name } } }"),
-        )
-        .await;
-        let refused = next(&mut c).await.unwrap();
-        assert_eq!(refused["type"], "error", "{refused}");
-        assert_eq!(refused["id"], "i");
-        assert_eq!(
-            refused["payload"][0]["extensions"]["code"],
-            "INTROSPECTION_DISABLED"
-        );
+        introspection_refused(&mut c).await;
         // A broken document too.
         send(&mut c, subscribe("b", "subscription {")).await;
         let refused = next(&mut c).await.unwrap();
@@ -334,14 +345,14 @@ async fn forwarded_websocket_paths_need_credentials_before_any_operation() {
     }
 }
 
-#[tokio::test]
-async fn introspection_over_the_realtime_path_is_refused() {
-    let (_up, site) = setup().await;
-    // The realtime path (AppSync's dialect) checks `start`; graphql-transport-ws `subscribe`
-    // messages sent there are checked the same way.
+/// An initialised connection to `/graphql/realtime` with the auth header `header` in the
+/// query string, speaking graphql-transport-ws to the demo API's realtime endpoint.
+async fn realtime(site: &ApiSite, header: Value) -> Ws {
     let tls = tls_connect(site.edge.https, "api.test", &site.certs.ca_pem()).await;
-    let header = json!({"host": "api.test", "x-api-key": KEY}).to_string();
-    let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, header);
+    let b64 = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        header.to_string(),
+    );
     let url = site.edge.ws_url("api.test", "/graphql/realtime")
         + "?header="
         + &b64.replace('+', "%2B").replace('=', "%3D")
@@ -354,17 +365,16 @@ async fn introspection_over_the_realtime_path_is_refused() {
     let (mut c, _) = tokio_tungstenite::client_async(request, tls).await.unwrap();
     send(&mut c, json!({"type": "connection_init", "payload": {}})).await;
     assert_eq!(next(&mut c).await.unwrap()["type"], "connection_ack");
-    send(
-        &mut c,
-        subscribe("i", "subscription { __schema { types { name } } }"),
-    )
-    .await;
-    let refused = next(&mut c).await.unwrap();
-    assert_eq!(refused["type"], "error", "{refused}");
-    assert_eq!(
-        refused["payload"][0]["extensions"]["code"],
-        "INTROSPECTION_DISABLED"
-    );
+    c
+}
+
+#[tokio::test]
+async fn introspection_over_the_realtime_path_is_refused() {
+    let (_up, site) = setup().await;
+    // The realtime path (AppSync's dialect) checks `start`; graphql-transport-ws `subscribe`
+    // messages sent there are checked the same way.
+    let mut c = realtime(&site, json!({"host": "api.test", "x-api-key": KEY})).await;
+    introspection_refused(&mut c).await;
 }
 
 #[tokio::test]
@@ -404,53 +414,37 @@ async fn port_80_redirects_only_ldh_names() {
     }
 }
 
-#[tokio::test]
-async fn the_admin_listener_guards_its_calls() {
-    let token = "attack-suite-admin-token";
+/// The demo API, and a `[[site]]` table for `api.test` in front of it without auth.
+async fn plain_site() -> (Upstream, SiteCerts, String) {
     let certs = SiteCerts::new();
     let (c, k) = certs.write("api", &["api.test"]);
     let up = Upstream::start(false).await;
     let table = common::site("api", &["api.test"], &up.url("/graphql"), &c, &k, "");
+    (up, certs, table)
+}
+
+#[tokio::test]
+async fn the_admin_listener_guards_its_calls() {
+    let token = "attack-suite-admin-token";
+    let (_up, _certs, table) = plain_site().await;
     let with_token = Edge::start(&table, &format!("[admin]\ntoken = \"{token}\"\n")).await;
+    let status = |r: reqwest::RequestBuilder| async move { r.send().await.unwrap().status() };
     let client = reqwest::Client::new();
-    let url = |e: &Edge, p: &str| format!("http://{}{p}", e.admin);
-    let r = client
-        .get(url(&with_token, "/admin/certificates"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
-    let r = client
-        .get(url(&with_token, "/admin/certificates"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let listing = format!("http://{}/admin/certificates", with_token.admin);
+    assert_eq!(status(client.get(&listing)).await, 401);
+    assert_eq!(status(client.get(&listing).bearer_auth(token)).await, 200);
 
     // Without a token, a browser's cross-origin simple POST cannot reload; curl can.
     let open = Edge::start(&table, "").await;
-    let r = client
-        .post(url(&open, "/admin/certificates/reload"))
+    let reload = format!("http://{}/admin/certificates/reload", open.admin);
+    let from_page = client
+        .post(&reload)
         .header("origin", "https://evil.example")
-        .header("content-type", "text/plain")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
-    let r = client
-        .post(url(&open, "/admin/certificates/reload"))
-        .header("sec-fetch-site", "cross-site")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 403);
-    let r = client
-        .post(url(&open, "/admin/certificates/reload"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+        .header("content-type", "text/plain");
+    assert_eq!(status(from_page).await, 403);
+    let fetched = client.post(&reload).header("sec-fetch-site", "cross-site");
+    assert_eq!(status(fetched).await, 403);
+    assert_eq!(status(client.post(&reload)).await, 200);
 }
 
 #[tokio::test]
@@ -485,10 +479,7 @@ async fn pipelined_requests_are_all_answered_in_order() {
 #[tokio::test]
 async fn malformed_requests_never_log_their_credentials() {
     let token = "attack-suite-secret-admin-token";
-    let certs = SiteCerts::new();
-    let (c, k) = certs.write("api", &["api.test"]);
-    let up = Upstream::start(false).await;
-    let table = common::site("api", &["api.test"], &up.url("/graphql"), &c, &k, "");
+    let (_up, certs, table) = plain_site().await;
     let edge = Edge::start(&table, &format!("[admin]\ntoken = \"{token}\"\n")).await;
     let secret_key = "da2-loggedloggedloggedlogged";
     // Broken request lines, on the admin listener and the port-80 listener.
@@ -634,21 +625,11 @@ async fn the_authorizer_decides_on_realtime_subscriptions() {
     );
     let site = ApiSite::start(&up, SiteCerts::new(), &extra).await;
 
-    let tls = tls_connect(site.edge.https, "api.test", &site.certs.ca_pem()).await;
-    let header = json!({"host": "api.test", "Authorization": "allow-handshake"}).to_string();
-    let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, header);
-    let url = site.edge.ws_url("api.test", "/graphql/realtime")
-        + "?header="
-        + &b64.replace('+', "%2B").replace('=', "%3D")
-        + "&payload=e30%3D";
-    let mut request = url.into_client_request().unwrap();
-    request.headers_mut().insert(
-        "sec-websocket-protocol",
-        "graphql-transport-ws".parse().unwrap(),
-    );
-    let (mut c, _) = tokio_tungstenite::client_async(request, tls).await.unwrap();
-    send(&mut c, json!({"type": "connection_init", "payload": {}})).await;
-    assert_eq!(next(&mut c).await.unwrap()["type"], "connection_ack");
+    let mut c = realtime(
+        &site,
+        json!({"host": "api.test", "Authorization": "allow-handshake"}),
+    )
+    .await;
     let query = "subscription { onCreatePost { id } }";
     let start = json!({"id": "d", "type": "start", "payload": {
         "data": json!({"query": query, "variables": {}}).to_string(),
