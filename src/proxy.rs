@@ -174,13 +174,9 @@ impl Edge {
         e: EdgeError,
     ) -> pingora::Result<bool> {
         ctx.rejected = Some(e.code);
-        let broken_body = matches!(e.code, "BAD_REQUEST_BODY" | "BODY_TOO_LARGE");
-        let chunked = session
-            .req_header()
-            .headers
-            .contains_key(http::header::TRANSFER_ENCODING);
-        if broken_body || chunked || !session.is_body_done() {
-            // What follows an unread or broken body is never parsed as a request of its own.
+        if is_chunked(session) || !session.is_body_done() {
+            // What follows an unread chunked body is never parsed as a request of its own
+            // (analyse::read_post closes after a broken one).
             session.set_keepalive(None);
         }
         let mut e = e;
@@ -230,10 +226,7 @@ impl ProxyHttp for Edge {
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
         metrics::get().in_flight.inc();
-        let chunked = session
-            .req_header()
-            .headers
-            .contains_key(http::header::TRANSFER_ENCODING);
+        let chunked = is_chunked(session);
         if let pingora::protocols::http::ServerSession::H1(h1) = session.as_downstream_mut() {
             // Requests pipelined behind this one are answered in order, not dropped; but not
             // behind a chunked body, where a client and the edge could disagree on its end:
@@ -734,6 +727,14 @@ fn count_websocket(ctx: &RequestCtx, outcome: &str) {
             .with_label_values(&[&site.config.name, outcome])
             .inc();
     }
+}
+
+/// Whether the request's body is chunked (HTTP/1.1 `Transfer-Encoding`).
+fn is_chunked(session: &Session) -> bool {
+    session
+        .req_header()
+        .headers
+        .contains_key(http::header::TRANSFER_ENCODING)
 }
 
 /// Headers that carry a credential or decide where a request goes: the edge checks one

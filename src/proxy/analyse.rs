@@ -24,8 +24,15 @@ pub enum Raw {
     Query(Bytes),
 }
 
-fn graphql_error(e: graphql::GraphqlError) -> EdgeError {
+pub fn graphql_error(e: graphql::GraphqlError) -> EdgeError {
     EdgeError::new(400, e.code(), e.to_string())
+}
+
+/// The site's `[site.limits]` on a document's measure.
+pub fn within_limits(site: &Site, complexity: &graphql::Complexity) -> Result<(), EdgeError> {
+    site.limits
+        .check(complexity)
+        .map_err(|(code, message)| EdgeError::new(400, code, message))
 }
 
 /// Read a GraphQL-over-HTTP POST body.
@@ -45,13 +52,20 @@ pub async fn read_post(session: &mut Session, site: &Site) -> Result<Raw, EdgeEr
     // The retry buffer keeps what we read so pingora can send it upstream afterwards.
     session.as_downstream_mut().enable_retry_buffering();
     let mut body = BytesMut::with_capacity(declared.unwrap_or(1024) as usize);
-    while let Some(chunk) = session.read_request_body().await.map_err(|e| {
-        EdgeError::new(
-            400,
-            "BAD_REQUEST_BODY",
-            format!("cannot read the request body: {e}"),
-        )
-    })? {
+    loop {
+        let chunk = match session.read_request_body().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(e) => {
+                // Broken framing: nothing after it may be parsed as a request of its own.
+                session.set_keepalive(None);
+                return Err(EdgeError::new(
+                    400,
+                    "BAD_REQUEST_BODY",
+                    format!("cannot read the request body: {e}"),
+                ));
+            }
+        };
         body.extend_from_slice(&chunk);
         if body.len() > ANALYSED_BODY_LIMIT {
             // Only a body without Content-Length gets here.
@@ -120,10 +134,7 @@ pub fn plan(
         }
     };
     // Limits differ per site; the measure is the document's.
-    site.config
-        .limits
-        .check(&analysed.complexity)
-        .map_err(|(code, message)| EdgeError::new(400, code, message))?;
+    within_limits(&site.config, &analysed.complexity)?;
     let op = &analysed.op;
     let decision = policy::plan(
         site.index,

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 
+use super::analyse;
 use super::auth::{self, check_headers, Outcome};
 use super::respond::EdgeError;
 use super::site::SiteRuntime;
@@ -526,11 +527,8 @@ fn check_operation(
     let query = query
         .ok_or_else(|| EdgeError::new(400, "INVALID_REQUEST", "the operation carries no query"))?;
     let analysis = crate::graphql::analyze_normalized(query, operation_name)
-        .map_err(|e| EdgeError::new(400, e.code(), e.to_string()))?;
-    site.config
-        .limits
-        .check(&analysis.complexity)
-        .map_err(|(code, message)| EdgeError::new(400, code, message))?;
+        .map_err(analyse::graphql_error)?;
+    analyse::within_limits(&site.config, &analysis.complexity)?;
     Ok(analysis.op)
 }
 
