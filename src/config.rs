@@ -74,6 +74,8 @@ pub struct Config {
     pub http: Vec<SocketAddr>,
     pub admin: SocketAddr,
     pub h2: bool,
+    /// What clients of the https listeners are held to.
+    pub clients: ClientLimits,
     pub cert_reload_interval: Duration,
     /// Index into `sites` of the site whose certificate answers unknown SNI.
     pub fallback_site: Option<usize>,
@@ -84,6 +86,17 @@ pub struct Config {
     pub sites: Vec<Arc<Site>>,
     /// The admin API's token (`[admin]`).
     pub admin_api: admin::Admin,
+}
+
+/// Deadlines and caps for clients of the https listeners (`[timeouts]`, `[listeners]`).
+#[derive(Debug, Clone)]
+pub struct ClientLimits {
+    pub tls_handshake: Duration,
+    pub request_header: Duration,
+    pub request_body: Duration,
+    pub max_request_header: usize,
+    /// 0: no limit.
+    pub max_connections_per_client: usize,
 }
 
 /// The ACME settings shared by every `tls = "acme"` site.
@@ -344,6 +357,7 @@ impl Validator<'_> {
         if let Err(e) = crate::logging::check_directives(&f.log.level) {
             self.problem(root.key("log").key("level"), e);
         }
+        let clients = self.client_limits(&f);
         Config {
             threads: f.server.threads.max(1),
             state_dir: self.resolve(&f.server.state_dir),
@@ -360,12 +374,43 @@ impl Validator<'_> {
             http,
             admin,
             h2: f.listeners.h2,
+            clients,
             cert_reload_interval: f.tls.reload_interval,
             fallback_site,
             cache_max_size: f.cache.max_size.as_u64(),
             acme: Arc::new(acme),
             sites,
             admin_api: self.admin(&f.admin),
+        }
+    }
+
+    fn client_limits(&mut self, f: &FileConfig) -> ClientLimits {
+        let t = &f.timeouts;
+        for (key, d) in [
+            ("tls-handshake", t.tls_handshake),
+            ("request-header", t.request_header),
+            ("request-body", t.request_body),
+        ] {
+            if d.is_zero() {
+                self.problem(
+                    KeyPath::root().key("timeouts").key(key),
+                    "must be more than 0s",
+                );
+            }
+        }
+        let max_request_header = f.listeners.max_request_header.as_u64();
+        if !(1024..=512 * 1024).contains(&max_request_header) {
+            self.problem(
+                KeyPath::root().key("listeners").key("max-request-header"),
+                "must be between 1KiB and 512KiB",
+            );
+        }
+        ClientLimits {
+            tls_handshake: t.tls_handshake,
+            request_header: t.request_header,
+            request_body: t.request_body,
+            max_request_header: max_request_header as usize,
+            max_connections_per_client: f.listeners.max_connections_per_client,
         }
     }
 

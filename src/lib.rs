@@ -8,6 +8,7 @@ pub mod config;
 pub mod daemon;
 pub mod demo;
 pub mod graphql;
+pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;

@@ -12,6 +12,15 @@ const LATENCY: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// Every `limit` of `graphfront_client_limits_total` (its series start at 0).
+const CLIENT_LIMITS: [&str; 5] = [
+    "connections_per_client",
+    "tls_handshake_timeout",
+    "request_header_timeout",
+    "request_header_too_large",
+    "request_body_timeout",
+];
+
 /// Every `reason` of `graphfront_tls_handshake_failures_total` (its series start at 0).
 pub const HANDSHAKE_FAILURE_REASONS: [&str; 8] = [
     "unknown_sni",
@@ -62,6 +71,7 @@ pub struct Metrics {
     pub websocket_subscriptions: IntCounterVec,
     pub websocket_rejections: IntCounterVec,
     pub apq_requests: IntCounterVec,
+    pub client_limits: IntCounterVec,
 }
 
 static METRICS: std::sync::LazyLock<Metrics> = std::sync::LazyLock::new(Metrics::register);
@@ -249,6 +259,11 @@ impl Metrics {
                     "Requests carrying an automatic persisted query hash, by site and outcome (hit: expanded from the store, miss: answered PersistedQueryNotFound, registered: the query was verified and stored, mismatch: the query did not match its hash).",
                     &["site", "outcome"]
                 )?,
+                client_limits: register_int_counter_vec!(
+                    "graphfront_client_limits_total",
+                    "Connections and requests the edge cut or refused under a client limit, by limit (connections_per_client, tls_handshake_timeout, request_header_timeout, request_header_too_large, request_body_timeout).",
+                    &["limit"]
+                )?,
             })
         };
         let metrics = m().expect("metric names are unique and registered once");
@@ -258,6 +273,9 @@ impl Metrics {
             .set(1);
         for reason in HANDSHAKE_FAILURE_REASONS {
             metrics.tls_handshake_failures.with_label_values(&[reason]);
+        }
+        for limit in CLIENT_LIMITS {
+            metrics.client_limits.with_label_values(&[limit]);
         }
         for kind in ["http-01", "tls-alpn-01", "dns-01"] {
             metrics.acme_challenge_failures.with_label_values(&[kind]);

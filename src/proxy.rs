@@ -52,6 +52,8 @@ pub struct Edge {
     cache: Arc<ResponseCache>,
     /// Automatic persisted queries, per site.
     apq: apq::Store,
+    /// Total deadline for a request body the edge reads.
+    request_body: std::time::Duration,
 }
 
 /// Per-request state shared by the phases.
@@ -115,6 +117,7 @@ impl Edge {
             access_log: config.access_log,
             cache,
             apq: apq::Store::new(&config.sites),
+            request_body: config.clients.request_body,
         })
     }
 
@@ -320,7 +323,9 @@ impl ProxyHttp for Edge {
             }
         }
         let raw = match method {
-            http::Method::POST => analyse::read_post(session, &site.config).await,
+            http::Method::POST => {
+                analyse::read_post(session, &site.config, self.request_body).await
+            }
             http::Method::GET => Ok(analyse::read_get(session)),
             // CORS preflights are the upstream's to answer for now.
             http::Method::OPTIONS => return Ok(false),

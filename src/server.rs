@@ -15,7 +15,8 @@ use pingora::listeners::Listeners;
 use crate::acme::{AlpnChallengeHook, Challenges, Manager};
 use crate::admin::{AdminApp, RedirectApp};
 use crate::cache::ResponseCache;
-use crate::config::Config;
+use crate::config::{ClientLimits, Config};
+use crate::listener::{Clients, HeadGuard, PreTls};
 use crate::proxy::Edge;
 use crate::routing::SiteTable;
 use crate::tls::{CertStore, HandshakeHook};
@@ -67,17 +68,26 @@ pub fn build(config: Config, upgrade: bool) -> anyhow::Result<Server> {
     let cache = Arc::new(ResponseCache::new(config.cache_max_size));
     let edge = Edge::new(&config, cache.clone())?;
     let mut listeners = Listeners::new();
-    if acme.is_some() {
-        // TLS-ALPN-01 validations are answered before pingora's handshake.
-        listeners.set_pre_tls_callback(Arc::new(AlpnChallengeHook {
-            challenges: challenges.clone(),
-        }));
-    }
+    // Client limits, and TLS-ALPN-01 validations answered before pingora's handshake.
+    let alpn = acme.is_some().then(|| AlpnChallengeHook {
+        challenges: challenges.clone(),
+    });
+    let clients = Arc::new(Clients::new(config.clients.clone(), alpn));
+    listeners.set_pre_tls_callback(Arc::new(PreTls(clients)));
+    let mut http = pingora::proxy::http_proxy(&server.configuration, edge);
+    let mut options = pingora::apps::HttpServerOptions::default();
+    // An HTTP/2 connection without streams is closed like an idle HTTP/1 one.
+    options.h2_idle_timeout = Some(KEEPALIVE);
+    http.server_options = Some(options);
+    let mut h2 = pingora::protocols::http::v2::server::default_h2_options();
+    h2.max_header_list_size(config.clients.max_request_header as u32);
+    http.h2_options = Some(h2);
     let mut proxy = Service::with_listeners(
         "graphfront https".into(),
         listeners,
         Lingering {
-            inner: Arc::new(pingora::proxy::http_proxy(&server.configuration, edge)),
+            inner: Arc::new(http),
+            limits: config.clients.clone(),
         },
     );
     for addr in &config.https {
@@ -245,24 +255,47 @@ impl ShutdownSignalWatch for Signals {
 /// still send a request before pingora drops the idle ones.
 const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// How long an idle client connection is kept (pingora's HTTP/1 keep-alive).
+const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The proxy app, with pingora's shutdown cleanup (which drops every connection waiting for a
 /// request) held back by `LINGER` after the listeners stop. A connection accepted just before
 /// (its request still on the way) or a keep-alive client sending its next request gets an
 /// answer with `Connection: close` instead of a dropped connection.
+///
+/// HTTP/1 connections are served here, request after request as pingora's own loop does, so
+/// that each request head is timed and measured (`listener::HeadGuard`); HTTP/2 goes to
+/// pingora as it is.
 struct Lingering<A> {
     inner: Arc<A>,
+    limits: ClientLimits,
 }
 
 #[async_trait::async_trait]
-impl<A: pingora::apps::ServerApp + Send + Sync + 'static> pingora::apps::ServerApp
+impl<A: pingora::apps::HttpServerApp + Send + Sync + 'static> pingora::apps::ServerApp
     for Lingering<A>
 {
     async fn process_new(
         self: &Arc<Self>,
-        session: pingora::protocols::Stream,
+        stream: pingora::protocols::Stream,
         shutdown: &pingora::server::ShutdownWatch,
     ) -> Option<pingora::protocols::Stream> {
-        self.inner.process_new(session, shutdown).await
+        use pingora::protocols::http::ServerSession;
+        if crate::listener::is_h2(&stream) {
+            return self.inner.process_new(stream, shutdown).await;
+        }
+        let (guard, next) = HeadGuard::new(stream, &self.limits);
+        let mut session = ServerSession::new_http1(Box::new(guard));
+        session.set_keepalive((!*shutdown.borrow()).then_some(KEEPALIVE.as_secs()));
+        loop {
+            let reused = self.inner.process_new_http(session, shutdown).await?;
+            let (stream, settings) = reused.consume();
+            session = ServerSession::new_http1(stream);
+            if let Some(settings) = settings {
+                settings.apply_to_session(&mut session);
+            }
+            next.expect();
+        }
     }
 
     async fn cleanup(&self) {

@@ -195,6 +195,7 @@ impl TlsAccept for HandshakeHook {
         tls: &TlsRef,
     ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
         metrics::get().tls_handshakes.inc();
+        crate::listener::established();
         let sni_site = tls.server_name().and_then(|n| self.store.names.lookup(n));
         Some(Arc::new(TlsInfo {
             sni_site,

@@ -32,6 +32,9 @@ pub struct FileConfig {
     /// The admin API (cache purges): its bearer token.
     #[serde(default)]
     pub admin: super::admin::AdminFile,
+    /// How long clients get for each step of a request on the https listeners.
+    #[serde(default)]
+    pub timeouts: ClientTimeoutsFile,
     /// The sites, one per fronted GraphQL API.
     #[serde(default, rename = "site")]
     pub sites: Vec<SiteFile>,
@@ -102,6 +105,14 @@ pub struct ListenersFile {
     /// Offer HTTP/2 through ALPN on the https listeners.
     #[serde(default = "default_true")]
     pub h2: bool,
+    /// Largest HTTP/1 request head (request line and headers); 431 above. HTTP/2 header
+    /// lists have the same limit.
+    #[serde(default = "default_max_request_header")]
+    pub max_request_header: ByteSize,
+    /// Connections one client address may hold open on the https listeners (TLS handshakes
+    /// included); 0: no limit.
+    #[serde(default = "default_client_connections")]
+    pub max_connections_per_client: usize,
 }
 
 impl Default for ListenersFile {
@@ -111,6 +122,8 @@ impl Default for ListenersFile {
             http: default_http(),
             admin: default_admin(),
             h2: true,
+            max_request_header: default_max_request_header(),
+            max_connections_per_client: default_client_connections(),
         }
     }
 }
@@ -171,7 +184,8 @@ pub struct SiteFile {
     /// Path of the real-time endpoint on the custom domain.
     #[serde(default = "default_realtime_path")]
     pub realtime_path: String,
-    /// Largest request body accepted (413 above). Bodies over 64 KiB are forwarded without analysis.
+    /// Largest request body accepted (413 above). Bodies over 64 KiB are refused with 413 too:
+    /// every forwarded body is analysed.
     #[serde(default)]
     pub max_body: Option<ByteSize>,
     /// Where this site's certificate comes from: files, or "acme".
@@ -835,6 +849,45 @@ pub struct EabFile {
     pub kid: String,
     /// The HMAC key the CA gave (base64url).
     pub hmac_key: String,
+}
+
+/// Client-side deadlines on the https listeners: each is a total, not a time between reads.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ClientTimeoutsFile {
+    /// From accepting a connection to the end of its TLS handshake.
+    #[serde(default = "default_client_step", with = "humantime_serde")]
+    pub tls_handshake: Duration,
+    /// For an HTTP/1 request head, from its first byte (from the handshake, for a
+    /// connection's first request); 408 and close when exceeded.
+    #[serde(default = "default_client_step", with = "humantime_serde")]
+    pub request_header: Duration,
+    /// For a request body the edge reads (GraphQL POSTs), HTTP/1 and HTTP/2; 408 when exceeded.
+    #[serde(default = "default_request_body", with = "humantime_serde")]
+    pub request_body: Duration,
+}
+
+impl Default for ClientTimeoutsFile {
+    fn default() -> Self {
+        Self {
+            tls_handshake: default_client_step(),
+            request_header: default_client_step(),
+            request_body: default_request_body(),
+        }
+    }
+}
+
+fn default_client_step() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_request_body() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_request_header() -> ByteSize {
+    ByteSize::kib(64)
+}
+fn default_client_connections() -> usize {
+    256
 }
 
 #[derive(Debug, Deserialize)]

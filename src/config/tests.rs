@@ -425,3 +425,22 @@ fn acme_needs_what_its_challenges_use() {
     let p = problems(&text);
     assert!(p[0].message.contains("dns-01"), "{p:?}");
 }
+
+#[test]
+fn client_limits_have_defaults_and_are_validated() {
+    let dir = dir_with_certs(&["c.pem", "k.pem"]);
+    let c = Config::parse(MINIMAL, dir.path()).unwrap().clients;
+    assert_eq!(c.tls_handshake, Duration::from_secs(10));
+    assert_eq!(c.request_header, Duration::from_secs(10));
+    assert_eq!(c.request_body, Duration::from_secs(30));
+    assert_eq!(c.max_request_header, 64 * 1024);
+    assert_eq!(c.max_connections_per_client, 256);
+    let p = problems(&format!(
+        "[timeouts]\nrequest-header = \"0s\"\n[listeners]\nmax-request-header = \"100B\"\n{MINIMAL}"
+    ));
+    let paths: Vec<&str> = p.iter().map(|p| p.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["timeouts.request-header", "listeners.max-request-header"]
+    );
+}

@@ -36,7 +36,11 @@ pub fn within_limits(site: &Site, complexity: &graphql::Complexity) -> Result<()
 }
 
 /// Read a GraphQL-over-HTTP POST body.
-pub async fn read_post(session: &mut Session, site: &Site) -> Result<Raw, EdgeError> {
+pub async fn read_post(
+    session: &mut Session,
+    site: &Site,
+    deadline: std::time::Duration,
+) -> Result<Raw, EdgeError> {
     let declared = content_length(session)?;
     if let (Some(len), Some(max)) = (declared, site.max_body) {
         if len > max {
@@ -52,25 +56,46 @@ pub async fn read_post(session: &mut Session, site: &Site) -> Result<Raw, EdgeEr
     // The retry buffer keeps what we read so pingora can send it upstream afterwards.
     session.as_downstream_mut().enable_retry_buffering();
     let mut body = BytesMut::with_capacity(declared.unwrap_or(1024) as usize);
-    loop {
-        let chunk = match session.read_request_body().await {
-            Ok(Some(chunk)) => chunk,
-            Ok(None) => break,
-            Err(e) => {
-                // Broken framing: nothing after it may be parsed as a request of its own.
-                session.set_keepalive(None);
-                return Err(EdgeError::new(
-                    400,
-                    "BAD_REQUEST_BODY",
-                    format!("cannot read the request body: {e}"),
-                ));
+    let read = async {
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => {
+                    body.extend_from_slice(&chunk);
+                    if body.len() > ANALYSED_BODY_LIMIT {
+                        // Only a body without Content-Length gets here.
+                        return Err(over_analysed_limit());
+                    }
+                }
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    return Err(EdgeError::new(
+                        400,
+                        "BAD_REQUEST_BODY",
+                        format!("cannot read the request body: {e}"),
+                    ))
+                }
             }
-        };
-        body.extend_from_slice(&chunk);
-        if body.len() > ANALYSED_BODY_LIMIT {
-            // Only a body without Content-Length gets here.
-            return Err(over_analysed_limit());
         }
+    };
+    // A total deadline: pingora's own timer restarts with every chunk.
+    let read = match tokio::time::timeout(deadline, read).await {
+        Ok(read) => read,
+        Err(_) => {
+            crate::metrics::get()
+                .client_limits
+                .with_label_values(&["request_body_timeout"])
+                .inc();
+            Err(EdgeError::new(
+                408,
+                "REQUEST_BODY_TIMEOUT",
+                format!("the request body did not arrive within {deadline:?}"),
+            ))
+        }
+    };
+    if let Err(e) = read {
+        // Broken or unfinished framing: nothing after it may be parsed as a request of its own.
+        session.set_keepalive(None);
+        return Err(e);
     }
     if let Some(max) = site.max_body {
         if body.len() as u64 > max {

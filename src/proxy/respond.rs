@@ -37,7 +37,7 @@ impl EdgeError {
     /// AppSync's `errorType` for this status.
     pub fn error_type(&self) -> &'static str {
         match self.status {
-            400 | 405 | 413 | 415 => "BadRequestException",
+            400 | 405 | 408 | 413 | 415 | 431 => "BadRequestException",
             401 | 403 => "UnauthorizedException",
             404 | 421 => "NotFoundException",
             429 => "TooManyRequestsException",
@@ -67,7 +67,8 @@ impl EdgeError {
         for (k, v) in &self.headers {
             h.append_header(k.clone(), v.clone())?;
         }
-        if !session.is_body_done() && !drain_body(session).await {
+        // A client too slow with its body (408) is not waited for again.
+        if !session.is_body_done() && (self.status == 408 || !drain_body(session).await) {
             // The unread rest would be taken for the next request: close after answering.
             session.set_keepalive(None);
         }

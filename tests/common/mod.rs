@@ -160,6 +160,8 @@ pub fn edge_config(
     sites: &str,
 ) -> String {
     let d = dir.display();
+    // Keys for `[listeners]` come after a `[listeners]` line in `extra`.
+    let (extra, listeners) = extra.split_once("[listeners]\n").unwrap_or((extra, ""));
     format!(
         r#"
 [server]
@@ -176,6 +178,7 @@ dns-ttl = "5s"
 https = ["{https}"]
 http = ["{http}"]
 admin = "{admin}"
+{listeners}
 
 {sites}
 "#
@@ -376,9 +379,21 @@ impl ApiSite {
     /// In front of the GraphQL endpoint `upstream`, with `extra` TOML appended to the site's
     /// table and `grace` for in-flight requests and WebSockets when stopping.
     pub async fn start_with(upstream: &str, certs: SiteCerts, extra: &str, grace: &str) -> Self {
+        Self::start_with_top(upstream, certs, extra, grace, "").await
+    }
+
+    /// [`ApiSite::start_with`], with `top` added to the process-wide settings (see
+    /// [`edge_config`]).
+    pub async fn start_with_top(
+        upstream: &str,
+        certs: SiteCerts,
+        extra: &str,
+        grace: &str,
+        top: &str,
+    ) -> Self {
         let (c, k) = certs.write("api", &["api.test"]);
         let table = site("api", &["api.test"], upstream, &c, &k, extra);
-        let edge = Edge::start_with_grace(EdgeAddrs::reserve(), grace, &table, "").await;
+        let edge = Edge::start_with_grace(EdgeAddrs::reserve(), grace, &table, top).await;
         let client = edge.client(&certs.ca_pem(), &["api.test"], true);
         Self {
             certs,

@@ -1,0 +1,640 @@
+//! What the https listener holds clients to, around pingora's HTTP: a cap on the connections
+//! one address may hold, a total deadline for the TLS handshake, and, for HTTP/1, a total
+//! deadline and a size cap for each request head. pingora's own timers restart on every read,
+//! so a client trickling one byte at a time would otherwise hold a connection for ever.
+//!
+//! Below TLS, each accepted socket is put behind a [`Watched`] socket (pingora's virtual
+//! socket): it holds the client's slot and cuts the handshake at its deadline. Above TLS, an
+//! HTTP/1 connection's stream is a [`HeadGuard`], which times and measures each request head
+//! and answers 408 or 431 itself before closing.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora::listeners::PreTlsProcess;
+use pingora::protocols::l4::socket::SocketAddr;
+use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::protocols::l4::virt::{VirtualSockOpt, VirtualSocket, VirtualSocketStream};
+use pingora::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
+    TimingDigest, UniqueID, UniqueIDType, ALPN,
+};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
+
+use crate::config::ClientLimits;
+use crate::metrics;
+
+/// Accepted connections by client address, and the handshakes still under way.
+pub struct Clients {
+    limits: ClientLimits,
+    open: Mutex<HashMap<IpAddr, usize>>,
+    /// TLS-ALPN-01 validations, answered before the handshake (sites with ACME).
+    alpn: Option<crate::acme::AlpnChallengeHook>,
+}
+
+/// Handshakes not yet complete, by the task that runs them: pingora accepts, shakes hands and
+/// serves a connection in one task, so the end of the handshake (`established`) finds its
+/// socket here.
+static HANDSHAKES: LazyLock<Mutex<HashMap<tokio::task::Id, Arc<AtomicBool>>>> =
+    LazyLock::new(Default::default);
+
+impl Clients {
+    pub fn new(limits: ClientLimits, alpn: Option<crate::acme::AlpnChallengeHook>) -> Self {
+        Self {
+            limits,
+            open: Mutex::new(HashMap::new()),
+            alpn,
+        }
+    }
+
+    /// A slot for one more connection from `ip`, or none when it holds its maximum.
+    fn claim(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_insert(0);
+        if self.limits.max_connections_per_client != 0
+            && *n >= self.limits.max_connections_per_client
+        {
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            clients: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One connection of a client address, given back when the connection closes.
+#[derive(Debug)]
+struct Slot {
+    clients: Arc<Clients>,
+    ip: IpAddr,
+}
+
+impl std::fmt::Debug for Clients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Clients").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut open = self.clients.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Count a connection the edge closed or refused because of a client limit.
+fn limited(limit: &'static str) {
+    metrics::get()
+        .client_limits
+        .with_label_values(&[limit])
+        .inc();
+}
+
+fn refused(why: &'static str) -> Box<pingora::Error> {
+    pingora::Error::explain(pingora::ErrorType::AcceptError, why)
+}
+
+/// Runs on each accepted connection before TLS: the client's slot, the watched socket, then
+/// an ACME validation if one is open.
+pub struct PreTls(pub Arc<Clients>);
+
+#[async_trait]
+impl PreTlsProcess for PreTls {
+    async fn process(&self, stream: &mut L4Stream) -> pingora::Result<()> {
+        let clients = &self.0;
+        let ip = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(SocketAddr::as_inet).map(|a| a.ip()));
+        let slot = match ip {
+            Some(ip) => match clients.claim(ip) {
+                Some(slot) => Some(slot),
+                None => {
+                    limited("connections_per_client");
+                    return Err(refused("too many connections from this client"));
+                }
+            },
+            None => None,
+        };
+        // The accepted stream moves behind a watched one, which keeps its socket digest.
+        let tcp = std::mem::replace(
+            stream,
+            L4Stream::from(VirtualSocketStream::new(Box::new(Detached))),
+        );
+        let raw = tcp.as_raw_fd();
+        let done = Arc::new(AtomicBool::new(false));
+        let task = tokio::task::try_id();
+        if let Some(id) = task {
+            HANDSHAKES
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(id, done.clone());
+        }
+        let watched = Watched {
+            tcp,
+            handshake: Some(Box::pin(tokio::time::sleep(clients.limits.tls_handshake))),
+            done,
+            task,
+            _slot: slot,
+        };
+        let mut replaced = L4Stream::from(VirtualSocketStream::new(Box::new(watched)));
+        replaced.set_socket_digest(SocketDigest::from_raw_fd(raw));
+        *stream = replaced;
+        match &clients.alpn {
+            Some(alpn) => alpn.process(stream).await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// Called at the end of a TLS handshake, in the task that ran it: its deadline is lifted.
+pub fn established() {
+    let Some(id) = tokio::task::try_id() else {
+        return;
+    };
+    let done = HANDSHAKES
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&id);
+    if let Some(done) = done {
+        done.store(true, Ordering::Release);
+    }
+}
+
+/// Stands in for an accepted stream while it moves behind a [`Watched`] one.
+#[derive(Debug)]
+struct Detached;
+
+impl VirtualSocket for Detached {
+    fn set_socket_option(&self, _: VirtualSockOpt) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsyncRead for Detached {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        _: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Detached {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        _: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Poll::Ready(Ok(0))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// An accepted socket, as pingora's TLS layer sees it.
+struct Watched {
+    tcp: L4Stream,
+    /// Until the handshake is done.
+    handshake: Option<Pin<Box<Sleep>>>,
+    done: Arc<AtomicBool>,
+    task: Option<tokio::task::Id>,
+    _slot: Option<Slot>,
+}
+
+impl std::fmt::Debug for Watched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watched").field("tcp", &self.tcp).finish()
+    }
+}
+
+impl Watched {
+    /// Whether the handshake ran out of time.
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        let Some(deadline) = self.handshake.as_mut() else {
+            return false;
+        };
+        if self.done.load(Ordering::Acquire) {
+            self.handshake = None;
+            return false;
+        }
+        if deadline.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        self.handshake = None;
+        limited("tls_handshake_timeout");
+        true
+    }
+}
+
+fn handshake_timeout() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake deadline")
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        if let (Some(id), false) = (self.task, self.done.load(Ordering::Acquire)) {
+            HANDSHAKES
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
+        }
+    }
+}
+
+impl VirtualSocket for Watched {
+    /// The listener set its options on the socket before it was watched.
+    fn set_socket_option(&self, _: VirtualSockOpt) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.expired(cx) {
+            return Poll::Ready(Err(handshake_timeout()));
+        }
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if self.expired(cx) {
+            return Poll::Ready(Err(handshake_timeout()));
+        }
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        if self.expired(cx) {
+            return Poll::Ready(Err(handshake_timeout()));
+        }
+        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
+/// Whether an established connection speaks HTTP/2 (else HTTP/1).
+pub fn is_h2(stream: &Stream) -> bool {
+    matches!(stream.selected_alpn_proto(), Some(ALPN::H2))
+}
+
+/// Shared by an HTTP/1 connection's [`HeadGuard`] and the loop that serves its requests: set
+/// before each request, cleared when its head has arrived.
+#[derive(Debug, Default)]
+pub struct NextHead(AtomicBool);
+
+impl NextHead {
+    /// A new request may start: its head is timed from its first byte.
+    pub fn expect(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// An HTTP/1 connection's stream, timing and measuring each request head on its way to
+/// pingora's parser. A head is over at its first empty line after something else: bytes past
+/// it (a body, a pipelined request) are not looked at.
+pub struct HeadGuard {
+    inner: Stream,
+    next: Arc<NextHead>,
+    request_header: Duration,
+    max: usize,
+    /// Runs while a head is on its way.
+    timer: Option<Pin<Box<Sleep>>>,
+    /// Bytes of this head so far, and whether any was not CR or LF.
+    seen: usize,
+    started: bool,
+    /// Line feeds in a row (CRs between them ignored).
+    feeds: u8,
+    /// The answer being written before the connection closes, and how much of it is out.
+    refusal: Option<(&'static [u8], usize, std::io::ErrorKind)>,
+}
+
+impl std::fmt::Debug for HeadGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeadGuard")
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+/// A whole HTTP/1.1 answer with the edge's error body, closing the connection.
+fn answer(status: u16, reason: &str, code: &'static str, message: &str) -> Vec<u8> {
+    let body = crate::proxy::respond::EdgeError::new(status, code, message).body();
+    let mut out = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(&body);
+    out
+}
+
+static TIMEOUT_408: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    answer(
+        408,
+        "Request Timeout",
+        "REQUEST_HEADER_TIMEOUT",
+        "the request head did not arrive in time",
+    )
+});
+static TOO_LARGE_431: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    answer(
+        431,
+        "Request Header Fields Too Large",
+        "REQUEST_HEADER_TOO_LARGE",
+        "the request head is larger than the edge accepts",
+    )
+});
+
+impl HeadGuard {
+    /// Guard a newly established connection: its first request is timed from now.
+    pub fn new(inner: Stream, limits: &ClientLimits) -> (Self, Arc<NextHead>) {
+        let next = Arc::new(NextHead::default());
+        next.expect();
+        let guard = Self {
+            inner,
+            next: next.clone(),
+            request_header: limits.request_header,
+            max: limits.max_request_header,
+            timer: Some(Box::pin(tokio::time::sleep(limits.request_header))),
+            seen: 0,
+            started: false,
+            feeds: 0,
+            refusal: None,
+        };
+        (guard, next)
+    }
+
+    fn refuse(&mut self, answer: &'static [u8], kind: std::io::ErrorKind, limit: &'static str) {
+        limited(limit);
+        self.timer = None;
+        self.refusal = Some((answer, 0, kind));
+    }
+
+    /// Write the refusal, then fail the read so pingora drops the connection.
+    fn poll_refusal(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let Some((answer, written, kind)) = self.refusal.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        while *written < answer.len() {
+            match ready!(Pin::new(&mut self.inner).poll_write(cx, &answer[*written..])) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => *written += n,
+            }
+        }
+        let kind = *kind;
+        let _ = ready!(Pin::new(&mut self.inner).poll_flush(cx));
+        Poll::Ready(Err(std::io::Error::new(kind, "request head refused")))
+    }
+
+    /// Follow the bytes of a head; where its end is, if it is among them.
+    fn scan(&mut self, bytes: &[u8]) -> Option<usize> {
+        for (i, &b) in bytes.iter().enumerate() {
+            match b {
+                b'\n' if self.started => {
+                    self.feeds += 1;
+                    if self.feeds == 2 {
+                        return Some(i + 1);
+                    }
+                }
+                b'\r' | b'\n' => {}
+                _ => {
+                    self.started = true;
+                    self.feeds = 0;
+                }
+            }
+        }
+        None
+    }
+}
+
+impl AsyncRead for HeadGuard {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if this.refusal.is_some() {
+            return this.poll_refusal(cx);
+        }
+        let awaiting = this.next.0.load(Ordering::Acquire);
+        if awaiting {
+            if let Some(timer) = this.timer.as_mut() {
+                if timer.as_mut().poll(cx).is_ready() {
+                    if this.seen == 0 {
+                        // Nothing of a request came: close without an answer.
+                        limited("request_header_timeout");
+                        this.timer = None;
+                        this.next.0.store(false, Ordering::Release);
+                        return Poll::Ready(Ok(()));
+                    }
+                    this.refuse(
+                        &TIMEOUT_408,
+                        std::io::ErrorKind::TimedOut,
+                        "request_header_timeout",
+                    );
+                    return this.poll_refusal(cx);
+                }
+            }
+        }
+        let before = buf.filled().len();
+        ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
+        if !awaiting {
+            return Poll::Ready(Ok(()));
+        }
+        let fresh = &buf.filled()[before..];
+        if fresh.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        if this.timer.is_none() {
+            this.timer = Some(Box::pin(tokio::time::sleep(this.request_header)));
+        }
+        let end = this.scan(fresh);
+        this.seen += end.unwrap_or(fresh.len());
+        if this.seen > this.max {
+            this.refuse(
+                &TOO_LARGE_431,
+                std::io::ErrorKind::InvalidData,
+                "request_header_too_large",
+            );
+            return this.poll_refusal(cx);
+        }
+        if end.is_some() {
+            this.next.0.store(false, Ordering::Release);
+            this.timer = None;
+            this.seen = 0;
+            this.started = false;
+            this.feeds = 0;
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for HeadGuard {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[async_trait]
+impl Shutdown for HeadGuard {
+    async fn shutdown(&mut self) {
+        self.inner.shutdown().await
+    }
+}
+
+impl UniqueID for HeadGuard {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for HeadGuard {
+    fn get_ssl(&self) -> Option<&pingora::protocols::tls::TlsRef> {
+        self.inner.get_ssl()
+    }
+
+    fn get_ssl_digest(&self) -> Option<Arc<pingora::protocols::tls::SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for HeadGuard {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for HeadGuard {
+    fn get_proxy_digest(&self) -> Option<Arc<pingora::protocols::raw_connect::ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+
+    fn set_proxy_digest(&mut self, digest: pingora::protocols::raw_connect::ProxyDigest) {
+        self.inner.set_proxy_digest(digest)
+    }
+}
+
+impl GetSocketDigest for HeadGuard {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.inner.set_socket_digest(digest)
+    }
+}
+
+#[async_trait]
+impl Peek for HeadGuard {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> std::io::Result<bool> {
+        self.inner.try_peek(buf).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_whole_responses() {
+        for answer in [&*TIMEOUT_408, &*TOO_LARGE_431] {
+            let text = std::str::from_utf8(answer).unwrap();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap();
+            let declared: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert_eq!(declared, body.len(), "{head}");
+            let json: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert!(json["errors"][0]["extensions"]["code"].is_string());
+        }
+    }
+}
