@@ -200,3 +200,84 @@ async fn a_fallback_site_answers_unknown_sni() {
         "{chain}"
     );
 }
+
+/// Whether `openssl s_client` completes a handshake with `sni` on `addr` given `args`, and
+/// what it printed.
+fn s_client(addr: std::net::SocketAddr, sni: &str, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new("openssl")
+        .args(["s_client", "-brief", "-connect", &addr.to_string()])
+        .args(["-servername", sni])
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("openssl runs");
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    (
+        out.status.success() && text.contains("CONNECTION ESTABLISHED"),
+        text,
+    )
+}
+
+#[tokio::test]
+async fn only_tls_1_2_and_up_with_forward_secret_aead_suites_for_every_sni() {
+    let (_up, _certs, edge) = two_sites("[tls]\nreload-interval = \"0s\"").await;
+    let https = edge.https;
+    tokio::task::spawn_blocking(move || {
+        // Every TLS 1.2 suite this openssl knows, weak and export ones included.
+        let all = std::process::Command::new("openssl")
+            .args(["ciphers", "-tls1_2", "ALL:COMPLEMENTOFALL:@SECLEVEL=0"])
+            .output()
+            .unwrap();
+        let all = String::from_utf8(all.stdout).unwrap();
+        let tls12: Vec<&str> = all
+            .trim()
+            .split(':')
+            .filter(|c| !c.starts_with("TLS_"))
+            .collect();
+        assert!(tls12.len() > 20, "openssl lists {tls12:?}");
+        for sni in ["a.test", "shop.b.test"] {
+            for (proto, ok) in [
+                ("-tls1", false),
+                ("-tls1_1", false),
+                ("-tls1_2", true),
+                ("-tls1_3", true),
+            ] {
+                let (done, text) = s_client(https, sni, &[proto, "-cipher", "ALL:@SECLEVEL=0"]);
+                assert_eq!(done, ok, "{sni} {proto}: {text}");
+            }
+            if sni != "a.test" {
+                // One configuration serves every name: the suites are enumerated once.
+                continue;
+            }
+            let mut accepted = Vec::new();
+            for suite in &tls12 {
+                let cipher = format!("{suite}:@SECLEVEL=0");
+                if s_client(https, sni, &["-tls1_2", "-cipher", &cipher]).0 {
+                    accepted.push(*suite);
+                }
+            }
+            assert!(!accepted.is_empty(), "{sni}: no TLS 1.2 suite");
+            for suite in &accepted {
+                let forward_secret = suite.starts_with("ECDHE-");
+                let aead = suite.ends_with("GCM-SHA256")
+                    || suite.ends_with("GCM-SHA384")
+                    || suite.ends_with("CHACHA20-POLY1305");
+                assert!(
+                    forward_secret && aead,
+                    "{sni}: weak suite {suite} accepted ({accepted:?})"
+                );
+            }
+            for suite in [
+                "TLS_AES_128_GCM_SHA256",
+                "TLS_AES_256_GCM_SHA384",
+                "TLS_CHACHA20_POLY1305_SHA256",
+            ] {
+                let (done, text) = s_client(https, sni, &["-tls1_3", "-ciphersuites", suite]);
+                assert!(done, "{sni} {suite}: {text}");
+            }
+        }
+    })
+    .await
+    .unwrap();
+}
