@@ -7,6 +7,8 @@ pub mod cache;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod graphql;
 pub mod listener;
 pub mod logging;
