@@ -20,10 +20,19 @@ fn main() {
     let profile = std::env::var("PROFILE").unwrap_or_default();
     println!("cargo:rustc-env=GRAPHFRONT_COMMIT={commit}");
     println!("cargo:rustc-env=GRAPHFRONT_BUILD={commit} {target} {profile}");
+    // Only paths that exist: cargo reruns a script on every build while one it names is missing.
+    let mut watch = Vec::new();
     if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
-        for f in ["HEAD", "refs/heads", "packed-refs"] {
-            println!("cargo:rerun-if-changed={dir}/{f}");
+        watch.push(format!("{dir}/HEAD"));
+    }
+    if let Some(dir) = git(&["rev-parse", "--git-common-dir"]) {
+        watch.push(format!("{dir}/refs/heads"));
+        watch.push(format!("{dir}/packed-refs"));
+    }
+    watch.push("src/build.rs".into());
+    for path in watch {
+        if std::path::Path::new(&path).exists() {
+            println!("cargo:rerun-if-changed={path}");
         }
     }
-    println!("cargo:rerun-if-changed=build.rs");
 }

@@ -84,3 +84,41 @@ fn version_names_the_build() {
     assert_eq!(build.len(), 3, "{v}");
     assert!(build[1].contains("linux"), "target in {v}");
 }
+
+/// The build script watches only files that exist: cargo reruns a script (and re-links the
+/// binary) on every build while a path it watches is missing. Read from what the script printed
+/// when this test's binary was built.
+#[test]
+fn the_build_script_watches_only_existing_files() {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/cli-<hash> → target/<profile>/build/graphfront-*/output
+    let build = exe.parent().unwrap().parent().unwrap().join("build");
+    let newest = std::fs::read_dir(&build)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path().join("output"))
+        .filter(|p| {
+            p.parent()
+                .unwrap()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("graphfront-")
+                && p.is_file()
+        })
+        .max_by_key(|p| p.metadata().unwrap().modified().unwrap())
+        .expect("the build script's output");
+    let output = std::fs::read_to_string(&newest).unwrap();
+    let watched: Vec<&str> = output
+        .lines()
+        .filter_map(|l| l.strip_prefix("cargo:rerun-if-changed="))
+        .collect();
+    assert!(watched.contains(&"src/build.rs"), "{output}");
+    for path in watched {
+        let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+        assert!(
+            full.exists(),
+            "the build script watches {path}, which does not exist"
+        );
+    }
+}
