@@ -76,6 +76,10 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             let format = cli.log_format.unwrap_or(config.log_format).resolve();
+            // During an upgrade the sockets come from the running process.
+            if !upgrade && !listeners_free(&config) {
+                return ExitCode::FAILURE;
+            }
             if daemon {
                 return graphfront::daemon::detach(&path, upgrade, format, &config.pid_file);
             }
@@ -85,7 +89,8 @@ fn main() -> ExitCode {
         Command::Demo { port, admin_port } => {
             let _guard = logging::init(cli.log_format.unwrap_or_default(), "info");
             match graphfront::demo::prepare(port, admin_port) {
-                Ok(config) => run(config, false),
+                Ok(config) if listeners_free(&config) => run(config, false),
+                Ok(_) => ExitCode::FAILURE,
                 Err(e) => {
                     eprintln!("demo: {e:#}");
                     ExitCode::FAILURE
@@ -101,6 +106,15 @@ fn load(path: &std::path::Path) -> Result<Config, ExitCode> {
         eprintln!("{}: invalid configuration:\n{e}", path.display());
         ExitCode::from(2)
     })
+}
+
+/// Whether every listening address can be bound; prints one line for each that cannot.
+fn listeners_free(config: &Config) -> bool {
+    let problems = graphfront::server::unbindable(config);
+    for p in &problems {
+        eprintln!("{p}");
+    }
+    problems.is_empty()
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
@@ -120,6 +134,10 @@ fn check(path: &std::path::Path) -> ExitCode {
     }
     if bad {
         return ExitCode::from(2);
+    }
+    // A warning only: a running graphfront holds its own addresses.
+    for p in graphfront::server::unbindable(&config) {
+        eprintln!("warning: {p} (unless graphfront itself holds it)");
     }
     println!("{}: ok ({} sites)", path.display(), config.sites.len());
     ExitCode::SUCCESS

@@ -21,6 +21,43 @@ use crate::proxy::Edge;
 use crate::routing::SiteTable;
 use crate::tls::{CertStore, HandshakeHook};
 
+/// Every address the process listens on (https, http, admin) that cannot be bound now, with
+/// why: `cannot listen on 127.0.0.1:443: address in use`. Bound as pingora binds (with
+/// SO_REUSEADDR), then released at once.
+pub fn unbindable(config: &Config) -> Vec<String> {
+    let addrs = config
+        .https
+        .iter()
+        .chain(&config.http)
+        .chain(std::iter::once(&config.admin));
+    addrs
+        .filter_map(|addr| {
+            try_listen(*addr)
+                .err()
+                .map(|e| format!("cannot listen on {addr}: {}", bind_error(&e)))
+        })
+        .collect()
+}
+
+fn try_listen(addr: std::net::SocketAddr) -> std::io::Result<()> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1)
+}
+
+fn bind_error(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::AddrInUse => "address in use".into(),
+        std::io::ErrorKind::AddrNotAvailable => "no such address on this host".into(),
+        std::io::ErrorKind::PermissionDenied => {
+            "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)".into()
+        }
+        _ => e.to_string(),
+    }
+}
+
 /// Build the server. Certificates are loaded before any listener starts; a site whose
 /// certificate cannot be loaded fails its handshakes (and `/readyz`) but not the others.
 pub fn build(config: Config, upgrade: bool) -> anyhow::Result<Server> {

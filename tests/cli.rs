@@ -122,3 +122,57 @@ fn the_build_script_watches_only_existing_files() {
         );
     }
 }
+
+#[test]
+fn a_taken_port_stops_the_start_with_one_line_and_check_warns() {
+    let certs = SiteCerts::new();
+    let (c, k) = certs.write("a", &["a.test"]);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap();
+    let (_r1, http) = common::reserve_addr();
+    let (_r2, admin) = common::reserve_addr();
+    let sites = common::site("a", &["a.test"], "https://up.test/graphql", &c, &k, "");
+    let config = common::edge_config(certs.dir.path(), [busy, http, admin], "0s", "", &sites);
+    let path = certs.dir.path().join("graphfront.toml");
+    std::fs::write(&path, config).unwrap();
+
+    let mut child = Command::new(binary())
+        .args(["run", "-c"])
+        .arg(&path)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("graphfront kept running with its https port taken");
+        }
+        // It must never have answered on its admin port meanwhile.
+        assert!(
+            std::net::TcpStream::connect(admin).is_err(),
+            "the admin listener answered"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr, format!("cannot listen on {busy}: address in use\n"));
+
+    let out = Command::new(binary())
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("warning: cannot listen on {busy}: address in use")),
+        "{stderr}"
+    );
+    drop(taken);
+}
