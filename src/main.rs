@@ -145,6 +145,7 @@ fn check(path: &std::path::Path) -> ExitCode {
 
 fn run(config: Config, upgrade: bool) -> ExitCode {
     let pid_file = config.pid_file.clone();
+    let drain_notice = config.drain_notice;
     match graphfront::server::build(config, upgrade) {
         Ok(server) => {
             tracing::info!(
@@ -153,7 +154,7 @@ fn run(config: Config, upgrade: bool) -> ExitCode {
                 "graphfront running"
             );
             server.run(pingora::server::RunArgs {
-                shutdown_signal: Box::new(graphfront::server::Signals),
+                shutdown_signal: Box::new(graphfront::server::Signals { drain_notice }),
             });
             graphfront::daemon::remove_pid_file(&pid_file);
             tracing::info!("graphfront stopped");

@@ -290,6 +290,25 @@ impl Metrics {
     }
 }
 
+/// One request in `graphfront_http_requests_in_flight`, for as long as this lives: counted
+/// down exactly once, whichever way the request ends (pingora also calls `logging` for
+/// requests that failed before they were counted).
+#[derive(Debug)]
+pub struct InFlight(());
+
+impl InFlight {
+    pub fn start() -> Self {
+        get().in_flight.inc();
+        Self(())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        get().in_flight.dec();
+    }
+}
+
 /// The Prometheus text exposition of every registered metric.
 pub fn render() -> Vec<u8> {
     let mut out = Vec::with_capacity(16 * 1024);

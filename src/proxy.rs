@@ -59,6 +59,8 @@ pub struct Edge {
 /// Per-request state shared by the phases.
 pub struct RequestCtx {
     started: Instant,
+    /// Counts the request in flight from `request_filter` until the request ends.
+    in_flight: Option<metrics::InFlight>,
     site: Option<Arc<SiteRuntime>>,
     operation: Option<OperationKind>,
     realtime: bool,
@@ -201,6 +203,7 @@ impl ProxyHttp for Edge {
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
             started: Instant::now(),
+            in_flight: None,
             site: None,
             operation: None,
             realtime: false,
@@ -228,7 +231,7 @@ impl ProxyHttp for Edge {
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
-        metrics::get().in_flight.inc();
+        ctx.in_flight = Some(metrics::InFlight::start());
         let chunked = is_chunked(session);
         if let pingora::protocols::http::ServerSession::H1(h1) = session.as_downstream_mut() {
             // Requests pipelined behind this one are answered in order, not dropped; but not
@@ -702,7 +705,7 @@ impl ProxyHttp for Edge {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         let m = metrics::get();
-        m.in_flight.dec();
+        ctx.in_flight = None;
         if let (Some(socket), Some(site), Some(e)) = (&ctx.socket, &ctx.site, e) {
             if !socket.initialised && matches!(e.etype(), ErrorType::ReadTimedout) {
                 m.websocket_rejections

@@ -265,8 +265,12 @@ pub fn draining() -> bool {
 }
 
 /// pingora's signals (SIGQUIT: hand the sockets over and stop; SIGTERM: stop gracefully;
-/// SIGINT: stop now), with draining started as soon as a graceful one arrives.
-pub struct Signals;
+/// SIGINT: stop now), with draining started as soon as a graceful one arrives. After SIGTERM
+/// the listeners keep accepting for `drain_notice` (a SIGINT cuts it short), so `/readyz`
+/// can tell load balancers first.
+pub struct Signals {
+    pub drain_notice: std::time::Duration,
+}
 
 #[async_trait::async_trait]
 impl ShutdownSignalWatch for Signals {
@@ -284,6 +288,13 @@ impl ShutdownSignalWatch for Signals {
             DRAINING.store(true, Ordering::Relaxed);
         }
         tracing::info!(signal = ?received, "stopping");
+        if matches!(received, ShutdownSignal::GracefulTerminate) && !self.drain_notice.is_zero() {
+            tracing::info!(notice = ?self.drain_notice, "draining: /readyz answers 503 before the listeners close");
+            tokio::select! {
+                _ = tokio::time::sleep(self.drain_notice) => {}
+                _ = int.recv() => return ShutdownSignal::FastShutdown,
+            }
+        }
         received
     }
 }

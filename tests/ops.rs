@@ -445,3 +445,71 @@ fn the_unit_file_verifies() {
         "warnings about the unit: {said}"
     );
 }
+
+#[tokio::test]
+async fn sigterm_tells_load_balancers_through_readyz_before_the_listeners_close() {
+    let up = Upstream::start(true).await;
+    let certs = SiteCerts::new();
+    let (c, k) = certs.write("a", &["a.test"]);
+    let ca = format!("upstream-ca-file = \"{}\"\n", up.ca_file().display());
+    let sites = site("a", &["a.test"], &up.url("/graphql"), &c, &k, &ca);
+    let edge = common::Edge::start_with_grace(
+        common::EdgeAddrs::reserve(),
+        "5s",
+        &sites,
+        "drain-notice = \"3s\"\n",
+    )
+    .await;
+    let readyz = format!("http://{}/readyz", edge.admin);
+    let r = reqwest::get(&readyz).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let client = edge.client(&certs.ca_pem(), &["a.test"], true);
+    let url = edge.url("a.test", "/graphql");
+    // Requests that never reach request_filter must not move the in-flight count.
+    for _ in 0..3 {
+        let mut tls = common::ws::tls_connect(edge.https, "a.test", &certs.ca_pem()).await;
+        tokio::io::AsyncWriteExt::write_all(
+            &mut tls,
+            b"GET / HTTP/1.1\r\nHost: a.test\r\nbad header\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut sink = Vec::new();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            tokio::io::AsyncReadExt::read_to_end(&mut tls, &mut sink),
+        )
+        .await;
+    }
+    assert_eq!(
+        post_gql(&client, &url, "{ hello }").await.unwrap().status(),
+        200
+    );
+    assert_eq!(edge.metric("graphfront_http_requests_in_flight").await, 0.0);
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &edge.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    // /readyz turns 503 at once; the edge still answers, closing each connection.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let r = reqwest::get(&readyz).await.unwrap();
+        if r.status() == 503 {
+            let body: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(body["draining"], true, "{body}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "/readyz still answers {}",
+            r.status()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = post_gql(&client, &url, "{ hello }").await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["connection"], "close");
+    wait_exit(edge.pid(), Duration::from_secs(20)).await;
+}

@@ -59,6 +59,11 @@ pub struct ServerFile {
     /// to finish; the process exits as soon as none is left.
     #[serde(default = "default_grace", with = "humantime_serde")]
     pub grace_period: Duration,
+    /// On SIGTERM, how long graphfront keeps serving (every answer with `Connection: close`,
+    /// `/readyz` 503 with `"draining": true`) before it stops accepting, so load balancers see
+    /// it leave. Set it to the health checks' interval times their failure threshold.
+    #[serde(default, with = "humantime_serde")]
+    pub drain_notice: Duration,
     /// After the grace period, how long the runtimes get to stop.
     #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
     pub graceful_shutdown_timeout: Duration,
@@ -82,6 +87,7 @@ impl Default for ServerFile {
             pid_file: default_pid_file(),
             upgrade_socket: default_upgrade_sock(),
             grace_period: default_grace(),
+            drain_notice: Duration::ZERO,
             graceful_shutdown_timeout: default_shutdown_timeout(),
             dns_ttl: default_dns_ttl(),
             upstream_ca_file: None,
