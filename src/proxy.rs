@@ -61,6 +61,8 @@ pub struct RequestCtx {
     started: Instant,
     /// Counts the request in flight from `request_filter` until the request ends.
     in_flight: Option<metrics::InFlight>,
+    /// For a request refused before it had a site: the site whose CORS headers it carries.
+    headers_from: Option<Arc<SiteRuntime>>,
     site: Option<Arc<SiteRuntime>>,
     operation: Option<OperationKind>,
     realtime: bool,
@@ -123,8 +125,13 @@ impl Edge {
         })
     }
 
-    /// The site for this request, or why there is none (421: wrong host for this connection).
-    fn route(&self, session: &Session) -> Result<Arc<SiteRuntime>, EdgeError> {
+    /// The site for this request, or why there is none (421: wrong host for this connection),
+    /// with the site whose response headers (CORS) the refusal carries: the one the Host
+    /// names, else the one the TLS connection was made for.
+    fn route(
+        &self,
+        session: &Session,
+    ) -> Result<Arc<SiteRuntime>, (EdgeError, Option<Arc<SiteRuntime>>)> {
         let req = session.req_header();
         let authority = req
             .uri
@@ -133,30 +140,34 @@ impl Edge {
             .or_else(|| req.headers.get(http::header::HOST)?.to_str().ok())
             .unwrap_or("");
         let host = host_of(authority);
-        if host.is_empty() && !authority.is_empty() {
-            return Err(EdgeError::new(
-                400,
-                "INVALID_HOST",
-                "the Host header is not a host name with an optional port from 1 to 65535",
-            ));
-        }
-        let by_host = self.table.lookup(host);
         let sni_site = session
             .digest()
             .and_then(|d| d.ssl_digest.as_ref())
             .and_then(|d| d.extension.get::<TlsInfo>())
             .and_then(|t| t.sni_site);
+        let site = |i: Option<usize>| i.map(|i| self.sites[i].clone());
+        if host.is_empty() && !authority.is_empty() {
+            let e = EdgeError::new(
+                400,
+                "INVALID_HOST",
+                "the Host header is not a host name with an optional port from 1 to 65535",
+            );
+            return Err((e, site(sni_site)));
+        }
+        let by_host = self.table.lookup(host);
         match (by_host, sni_site) {
-            (Some(h), Some(s)) if h != s => Err(EdgeError::new(
-                421,
-                "MISDIRECTED_REQUEST",
-                "the Host header names a site other than the one this TLS connection was made for",
+            (Some(h), Some(s)) if h != s => Err((
+                EdgeError::new(
+                    421,
+                    "MISDIRECTED_REQUEST",
+                    "the Host header names a site other than the one this TLS connection was made for",
+                ),
+                site(Some(h)),
             )),
             (Some(h), _) => Ok(self.sites[h].clone()),
-            (None, _) => Err(EdgeError::new(
-                421,
-                "MISDIRECTED_REQUEST",
-                "no site is served for this Host",
+            (None, s) => Err((
+                EdgeError::new(421, "MISDIRECTED_REQUEST", "no site is served for this Host"),
+                site(s),
             )),
         }
     }
@@ -184,14 +195,12 @@ impl Edge {
             // (analyse::read_post closes after a broken one).
             session.set_keepalive(None);
         }
-        let mut e = e;
-        e.headers.extend(cors_headers(session, ctx));
         let site = ctx.site.as_ref().map_or("none", |s| s.config.name.as_str());
         metrics::get()
             .rejections
             .with_label_values(&[site, e.code])
             .inc();
-        e.send(session).await?;
+        answer(session, ctx, e).await?;
         Ok(true)
     }
 }
@@ -204,6 +213,7 @@ impl ProxyHttp for Edge {
         RequestCtx {
             started: Instant::now(),
             in_flight: None,
+            headers_from: None,
             site: None,
             operation: None,
             realtime: false,
@@ -244,7 +254,10 @@ impl ProxyHttp for Edge {
         }
         let site = match self.route(session) {
             Ok(site) => site,
-            Err(e) => return self.reject(session, ctx, e).await,
+            Err((e, headers_from)) => {
+                ctx.headers_from = headers_from;
+                return self.reject(session, ctx, e).await;
+            }
         };
         ctx.site = Some(site.clone());
         if let Some(policy) = &site.config.cors {
@@ -558,6 +571,9 @@ impl ProxyHttp for Edge {
         ctx: &mut RequestCtx,
     ) -> FailToProxy {
         let upstream_side = ctx.failure.is_some() || e.esource() == &pingora::ErrorSource::Upstream;
+        // pingora does not reuse the client's connection after a failure: the answer says it
+        // closes, so a keep-alive client does not send its next request into a closed one.
+        session.set_keepalive(None);
         if upstream_side {
             self.count_upstream_failure(ctx, e);
             if caching::serve_stale_on_error(session, ctx).await {
@@ -567,7 +583,7 @@ impl ProxyHttp for Edge {
                 };
             }
         }
-        let answer = if upstream_side {
+        let refusal = if upstream_side {
             let kind = ctx.failure.unwrap_or(FailureKind::Other);
             EdgeError::new(kind.status(), kind.code(), upstream_message(kind))
         } else if is_client_abort(e) {
@@ -591,8 +607,9 @@ impl ProxyHttp for Edge {
         let code = if session.response_written().is_some() {
             0
         } else {
-            let _ = answer.send(session).await;
-            answer.status
+            let status = refusal.status;
+            let _ = answer(session, ctx, refusal).await;
+            status
         };
         FailToProxy {
             error_code: code,
@@ -771,8 +788,16 @@ fn single_credentials(headers: &http::HeaderMap) -> Result<(), EdgeError> {
 }
 
 /// The CORS headers this request's Origin gets from its site (none without a policy).
+/// Write an answer of the edge's own, with the response headers its site adds to every answer
+/// (CORS): the one path for every error the edge writes.
+async fn answer(session: &mut Session, ctx: &RequestCtx, mut e: EdgeError) -> pingora::Result<()> {
+    e.headers.extend(cors_headers(session, ctx));
+    e.send(session).await
+}
+
 fn cors_headers(session: &Session, ctx: &RequestCtx) -> Vec<(http::HeaderName, http::HeaderValue)> {
-    match ctx.site.as_ref().and_then(|s| s.config.cors.as_ref()) {
+    let site = ctx.site.as_ref().or(ctx.headers_from.as_ref());
+    match site.and_then(|s| s.config.cors.as_ref()) {
         Some(c) => c.headers_for(session.req_header().headers.get(http::header::ORIGIN)),
         None => Vec::new(),
     }

@@ -481,3 +481,82 @@ async fn simple_cross_site_posts_are_refused_unless_csrf_is_off() {
     assert_eq!(r.status(), 200);
     assert_eq!(off.up.recorder.count(), 1);
 }
+
+#[tokio::test]
+async fn every_answer_the_edge_writes_carries_the_sites_cors_headers() {
+    let certs = SiteCerts::new();
+    let (c, k) = certs.write("api", &["down.test", "slow.test"]);
+    let up = Upstream::start(true).await;
+    let cors = "[site.cors]\nallow-origins = [\"https://app.test\"]\n";
+    let ca = format!("upstream-ca-file = \"{}\"\n", up.ca_file().display());
+    let (_reserved, dead_port) = common::refused_port();
+    let dead = format!("https://127.0.0.1:{dead_port}/graphql");
+    let sites = site(
+        "down",
+        &["down.test"],
+        &dead,
+        &c,
+        &k,
+        &format!("{ca}{cors}"),
+    ) + &site(
+        "slow",
+        &["slow.test"],
+        &up.url("/graphql"),
+        &c,
+        &k,
+        &format!("{ca}max-body = \"1KiB\"\n[site.timeouts]\nread = \"300ms\"\n{cors}"),
+    );
+    let edge = Edge::start(&sites, "").await;
+    let client = edge.client(&certs.ca_pem(), &["down.test", "slow.test"], true);
+    let post = |domain: &str, body: String| {
+        client
+            .post(edge.url(domain, "/graphql"))
+            .header("origin", "https://app.test")
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let allowed = |r: &reqwest::Response| {
+        r.headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    let cases = [
+        ("down.test", gql("{ hello }"), 502),
+        ("slow.test", gql("{ slow(ms: 5000) }"), 504),
+        (
+            "slow.test",
+            gql(&format!("{{ hello }} # {}", "x".repeat(2048))),
+            413,
+        ),
+    ];
+    for (domain, body, status) in cases {
+        let r = post(domain, body)
+            .await
+            .unwrap_or_else(|e| panic!("{status}: {e:?}"));
+        assert_eq!(r.status(), status, "{domain}");
+        assert_eq!(allowed(&r).as_deref(), Some("https://app.test"), "{status}");
+        // The edge closes after these: it says so, or the client's next request on the
+        // connection would meet a reset.
+        assert_eq!(r.headers()["connection"], "close", "{status}");
+    }
+    // 421: a connection made for slow.test asking for down.test carries down.test's headers.
+    let mut tls = common::ws::tls_connect(edge.https, "slow.test", &certs.ca_pem()).await;
+    let body = gql("{ hello }");
+    let request = format!(
+        "POST /graphql HTTP/1.1\r\nHost: down.test\r\nOrigin: https://app.test\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tokio::io::AsyncWriteExt::write_all(&mut tls, request.as_bytes())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::io::AsyncReadExt::read_to_end(&mut tls, &mut out).await;
+    let text = String::from_utf8_lossy(&out).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 421"), "{text}");
+    assert!(
+        text.contains("access-control-allow-origin: https://app.test"),
+        "{text}"
+    );
+}
