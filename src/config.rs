@@ -160,6 +160,8 @@ pub struct Site {
     pub websocket: WebSocketPolicy,
     pub upstream_ca_file: Option<PathBuf>,
     pub upstream_h2: bool,
+    /// GraphQL GETs go upstream as the equivalent POST (AppSync takes POST only).
+    pub get_as_post: bool,
     pub timeouts: Timeouts,
     pub cache: cache::CachePolicy,
     pub limits: crate::graphql::Limits,
@@ -654,6 +656,12 @@ impl Validator<'_> {
                 self.problem(at.key(key), "must start with '/' and hold no query");
             }
         }
+        let get_as_post = match s.upstream_method {
+            Some(m) => m == file::UpstreamMethod::Post,
+            None => upstream
+                .as_ref()
+                .is_some_and(|u| u.host.contains(".appsync-api.")),
+        };
         let max_body = s.max_body.map(|b| b.as_u64());
         if max_body == Some(0) {
             self.problem(
@@ -726,6 +734,7 @@ impl Validator<'_> {
             websocket,
             upstream_ca_file,
             upstream_h2: s.upstream_h2,
+            get_as_post,
             timeouts: (&s.timeouts).into(),
             cache,
             limits: limits_of(&s.limits),

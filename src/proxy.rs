@@ -91,6 +91,8 @@ pub struct RequestCtx {
     upstream_body: Option<bytes::Bytes>,
     /// The query string the upstream gets instead of the client's (GET).
     upstream_query: Option<String>,
+    /// A GET that goes upstream as POST (`upstream_body` holds its JSON).
+    get_as_post: bool,
     /// Whether this upstream attempt already sent `upstream_body`.
     body_replaced: bool,
     /// The response is tagged (a cached query, or a mutation that may purge).
@@ -221,6 +223,7 @@ impl ProxyHttp for Edge {
             ws_path: None,
             upstream_body: None,
             upstream_query: None,
+            get_as_post: false,
             body_replaced: false,
             tags: None,
             upstream_sent: None,
@@ -402,6 +405,19 @@ impl ProxyHttp for Edge {
             caching::lookup(&self.cache, &site, session, ctx, &plan, bytes.clone()).await?;
         if !served {
             tagging::prepare_upstream(ctx, &plan, &bytes, is_get);
+            if is_get && site.config.get_as_post {
+                let qs = match ctx.upstream_query.take() {
+                    Some(q) => bytes::Bytes::from(q),
+                    None => bytes.clone(),
+                };
+                match forward::get_as_post_body(&qs) {
+                    Ok(body) => {
+                        ctx.upstream_body = Some(body);
+                        ctx.get_as_post = true;
+                    }
+                    Err(e) => return self.reject(session, ctx, e).await,
+                }
+            }
             caching::sent_upstream(ctx);
         }
         Ok(served)
@@ -474,6 +490,9 @@ impl ProxyHttp for Edge {
             site.upstream.endpoint()
         };
         forward::rewrite(session, upstream_request, endpoint)?;
+        if ctx.get_as_post {
+            forward::as_post(upstream_request, endpoint)?;
+        }
         if let Some(path) = &ctx.ws_path {
             // Forwarded as is: same path (and query) on the upstream's origin.
             let uri = match upstream_request.uri.query() {
@@ -624,13 +643,14 @@ impl ProxyHttp for Edge {
         &self,
         session: &mut Session,
         body: &mut Option<bytes::Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
         if let Some(new) = &ctx.upstream_body {
             // The whole body was read at the edge; the upstream gets the rewritten one in
-            // place of the first chunk, and nothing after it.
-            if body.is_some() {
+            // place of the first chunk, and nothing after it (a GET sent as POST has no
+            // chunk: the body goes with the end of the request).
+            if body.is_some() || (end_of_stream && !ctx.body_replaced) {
                 *body = (!ctx.body_replaced).then(|| new.clone());
                 ctx.body_replaced = true;
             }

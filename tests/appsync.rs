@@ -256,3 +256,63 @@ client-id = "web-app"
         "tokens never reach the log"
     );
 }
+
+/// AppSync takes POST only: Apollo Client's `useGETForHashedQueries` (hash-only GETs once the
+/// edge knows the query) works through a site that sends GETs upstream as POST.
+#[tokio::test]
+async fn apollo_get_for_hashed_queries_reaches_appsync_as_post() {
+    let sim = AppSyncSim::start(API_KEY, None).await;
+    let extra = format!("upstream-method = \"post\"\n{}", api_key_auth());
+    let site = sim.site(&extra).await;
+    let before = sim.stats().await;
+    let ca = site.edge.dir.path().join("apollo-ca.pem");
+    std::fs::write(&ca, site.certs.ca_pem()).unwrap();
+    let query = "query GetPost($id: ID!) { getPost(id: $id) { id title } }";
+    let run = common::apollo::run(
+        "get",
+        &site.url(),
+        &ca,
+        query,
+        &json!({ "id": "1" }),
+        3,
+        &json!({ "x-api-key": API_KEY }),
+    )
+    .await;
+    for r in &run.results {
+        assert_eq!(
+            r["data"]["getPost"],
+            json!({ "id": "1", "title": "First post", "__typename": "Post" }),
+            "{run_http:?}",
+            run_http = run.http
+        );
+    }
+    // Hash-only GETs were answered 200 (the first one asks for the query; the link then
+    // registers it over POST).
+    let gets: Vec<&Value> = run
+        .http
+        .iter()
+        .filter(|h| h["method"] == "GET" && h["status"] == 200)
+        .collect();
+    assert!(!gets.is_empty(), "no GET was served: {:?}", run.http);
+    // Nothing is cached here: every answered exchange went to the simulator, as POST.
+    let answered = run
+        .http
+        .iter()
+        .filter(|h| h["status"] == 200 && h["codes"] == json!([]))
+        .count();
+    let after = sim.stats().await;
+    assert_eq!(
+        after.graphql_requests - before.graphql_requests,
+        answered as u64,
+        "{:?}",
+        run.http
+    );
+    assert_eq!(
+        after.requests - before.requests,
+        after.graphql_requests - before.graphql_requests,
+        "every request reached the simulator as POST /graphql"
+    );
+    let forwarded: Value = serde_json::from_str(after.last_body.as_deref().unwrap()).unwrap();
+    assert_eq!(forwarded["variables"], json!({ "id": "1" }));
+    assert!(forwarded["query"].as_str().unwrap().contains("getPost"));
+}

@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::path::Path;
-use std::time::Duration;
-
+use common::apollo::ApolloRun;
 use common::{header, ApiSite, Edge, SiteCerts, Upstream};
 use serde_json::{json, Value};
 
@@ -297,58 +295,14 @@ async fn a_site_with_apq_off_says_persisted_queries_are_not_supported() {
     assert!(!metrics.contains("graphfront_apq_requests_total{outcome=\"hit\",site=\"api\"}"));
 }
 
-/// What `tests/js/apq-client.js` printed: its HTTP exchanges and its results.
-struct ApolloRun {
-    http: Vec<Value>,
-    results: Vec<Value>,
-}
-
 /// Run Apollo Client (`mode`: post, or get for `useGETForHashedQueries`) `times` times with
 /// `QUERY` against the site.
 async fn apollo_client(s: &Setup, mode: &str, times: usize) -> ApolloRun {
-    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
-    assert!(
-        js.join("node_modules/@apollo/client").is_dir(),
-        "Apollo Client is not installed: run `npm ci --prefix tests/js` (needs node and npm)"
-    );
     let ca = s.edge.dir.path().join("apq-client-ca.pem");
     std::fs::write(&ca, s.certs.ca_pem()).unwrap();
-    let run = tokio::process::Command::new("node")
-        .arg(js.join("apq-client.js"))
-        .arg(mode)
-        .arg(s.edge.url("api.test", "/graphql"))
-        .env("APQ_QUERY", QUERY)
-        .env("APQ_VARIABLES", json!({ "id": "1" }).to_string())
-        .env("APQ_TIMES", times.to_string())
-        .env("NODE_EXTRA_CA_CERTS", &ca)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(60), run)
-        .await
-        .expect("the Apollo client finished in time")
-        .unwrap_or_else(|e| panic!("cannot run `node`: {e}"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let lines: Vec<Value> = stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| Value::String(l.into())))
-        .collect();
-    assert_eq!(
-        lines.last(),
-        Some(&json!({ "done": true })),
-        "the Apollo client did not finish:\n{stdout}\n{stderr}"
-    );
-    let pick = |k: &str| lines.iter().filter_map(|l| l.get(k).cloned()).collect();
-    let run = ApolloRun {
-        http: pick("http"),
-        results: pick("result"),
-    };
-    assert_eq!(
-        run.results.len(),
-        times,
-        "every query resolved:\n{stdout}\n{stderr}"
-    );
-    run
+    let url = s.edge.url("api.test", "/graphql");
+    let vars = json!({ "id": "1" });
+    common::apollo::run(mode, &url, &ca, QUERY, &vars, times, &json!({})).await
 }
 
 #[tokio::test]

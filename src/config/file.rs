@@ -202,6 +202,10 @@ pub struct SiteFile {
     /// Offer HTTP/2 to the upstream.
     #[serde(default)]
     pub upstream_h2: bool,
+    /// How GraphQL GETs go upstream: "post" (as the equivalent JSON POST; the default for
+    /// AppSync upstreams, which take POST only) or "as-sent".
+    #[serde(default)]
+    pub upstream_method: Option<UpstreamMethod>,
     /// Timeouts towards the upstream.
     #[serde(default)]
     pub timeouts: TimeoutsFile,
@@ -855,6 +859,14 @@ pub struct EabFile {
     pub kid: String,
     /// The HMAC key the CA gave (base64url).
     pub hmac_key: String,
+}
+
+/// See `SiteFile::upstream_method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamMethod {
+    Post,
+    AsSent,
 }
 
 /// Client-side deadlines on the https listeners: each is a total, not a time between reads.

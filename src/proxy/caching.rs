@@ -54,6 +54,8 @@ pub struct CacheState {
     replacing: Option<Arc<Entry>>,
     /// The query string the upstream got, when the edge rewrote it (GET).
     upstream_query: Option<String>,
+    /// A GET the upstream got as POST, `raw` its body.
+    as_post: bool,
     /// The cache's purge count when the lookup missed.
     generation: u64,
 }
@@ -119,6 +121,7 @@ pub async fn lookup(
         fallback,
         replacing: None,
         upstream_query: None,
+        as_post: false,
         generation: cache.purge_generation(),
     }));
     Ok(false)
@@ -134,6 +137,7 @@ pub fn sent_upstream(ctx: &mut RequestCtx) {
         state.raw = body.clone();
     }
     state.upstream_query = ctx.upstream_query.clone();
+    state.as_post = ctx.get_as_post;
 }
 
 fn client_says_no_cache(session: &Session) -> bool {
@@ -354,7 +358,7 @@ pub fn upstream_body(
         .map(|t| (std::mem::take(&mut t.entry_tags), t.read.take()))
         .unwrap_or_default();
     let refresh = (!state.plan.swr.is_zero() || !policy.default_swr.is_zero()).then(|| {
-        let mut r = refresh_request(session, site, &state.raw, state.upstream_query.as_deref());
+        let mut r = refresh_request(session, site, state);
         r.typed = ctx.tags.as_ref().and_then(|t| t.typed.clone());
         r.tags = tags
             .iter()
@@ -379,12 +383,8 @@ pub fn upstream_body(
     ctx.stored = Some(result);
 }
 
-fn refresh_request(
-    session: &Session,
-    site: &SiteRuntime,
-    raw: &Bytes,
-    upstream_query: Option<&str>,
-) -> RefreshRequest {
+fn refresh_request(session: &Session, site: &SiteRuntime, state: &CacheState) -> RefreshRequest {
+    let (raw, upstream_query) = (&state.raw, state.upstream_query.as_deref());
     let req = session.req_header();
     let mut headers = http::HeaderMap::new();
     for name in REPLAYED_HEADERS {
@@ -400,14 +400,24 @@ fn refresh_request(
     if let Some(c) = req.headers.get(http::header::COOKIE) {
         headers.insert(http::header::COOKIE, c.clone());
     }
-    let is_get = req.method == http::Method::GET;
+    if state.as_post {
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+    }
+    let is_get = req.method == http::Method::GET && !state.as_post;
     let up = &site.config.upstream;
     let path_and_query = match upstream_query.or(req.uri.query()) {
         Some(q) if is_get && !q.is_empty() => format!("{}?{q}", up.path),
         _ => up.path.clone(),
     };
     RefreshRequest {
-        method: req.method.clone(),
+        method: if state.as_post {
+            http::Method::POST
+        } else {
+            req.method.clone()
+        },
         path_and_query,
         headers,
         body: if is_get { Bytes::new() } else { raw.clone() },

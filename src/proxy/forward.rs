@@ -71,3 +71,34 @@ pub fn rewrite(
     }
     Ok(())
 }
+
+/// A GraphQL GET's query string as the equivalent POST body (`query`, `operationName`,
+/// `variables`, `extensions`), for upstreams that take POST only (AppSync).
+pub fn get_as_post_body(query_string: &[u8]) -> Result<bytes::Bytes, super::respond::EdgeError> {
+    let qs = std::str::from_utf8(query_string).map_err(|_| {
+        super::respond::EdgeError::new(400, "INVALID_REQUEST", "the query string is not UTF-8")
+    })?;
+    let req = crate::graphql::GraphqlRequest::from_query_string(qs)
+        .map_err(super::analyse::graphql_error)?;
+    let mut body = serde_json::Map::new();
+    body.insert("query".into(), req.query.into());
+    if let Some(name) = req.operation_name {
+        body.insert("operationName".into(), name.into());
+    }
+    if let Some(v) = req.variables {
+        body.insert("variables".into(), v.into());
+    }
+    if let Some(e) = req.extensions {
+        body.insert("extensions".into(), e.into());
+    }
+    Ok(serde_json::Value::Object(body).to_string().into())
+}
+
+/// The upstream request for a GET sent on as POST: the endpoint's path, a JSON body (its
+/// length is set with the body).
+pub fn as_post(req: &mut RequestHeader, endpoint: &Endpoint) -> pingora::Result<()> {
+    req.set_method(http::Method::POST);
+    req.set_uri(endpoint.path_uri.clone());
+    req.insert_header(http::header::CONTENT_TYPE, "application/json")?;
+    Ok(())
+}

@@ -3,6 +3,7 @@
 //! free loopback ports, stopped when the test ends.
 #![allow(dead_code)]
 
+pub mod apollo;
 pub mod appsync;
 pub mod cache;
 pub mod issuer;

@@ -2,7 +2,7 @@
 // Apollo Client with its automatic persisted queries link (`@apollo/client/link/persisted-queries`,
 // SHA-256 from node's crypto), sending one query a few times to a site served by graphfront.
 //
-//   APQ_QUERY='query Q { ... }' [APQ_VARIABLES='{"id":"1"}'] [APQ_TIMES=3] \
+//   APQ_QUERY='query Q { ... }' [APQ_VARIABLES='{"id":"1"}'] [APQ_TIMES=3] [APQ_HEADERS='{"x-api-key":"..."}'] \
 //   NODE_EXTRA_CA_CERTS=ca.pem node tests/js/apq-client.js {post|get} https://api.test:PORT/graphql
 //
 // `get` sets `useGETForHashedQueries` (hash-only requests go as GET; the link always retries
@@ -28,6 +28,8 @@ const [mode, graphqlUrl] = process.argv.slice(2);
 const queryText = process.env.APQ_QUERY || '';
 const variables = JSON.parse(process.env.APQ_VARIABLES || '{}');
 const times = Number(process.env.APQ_TIMES || 3);
+// Extra request headers (e.g. an API key), as a JSON object.
+const headers = JSON.parse(process.env.APQ_HEADERS || '{}');
 if (!['post', 'get'].includes(mode) || !graphqlUrl || !queryText) {
   console.error('usage: APQ_QUERY=Q node apq-client.js {post|get} https://host:port/graphql');
   process.exit(2);
@@ -84,7 +86,7 @@ async function reportingFetch(uri, options) {
 
 const sha256 = (text) => crypto.createHash('sha256').update(text).digest('hex');
 const link = createPersistedQueryLink({ sha256, useGETForHashedQueries: mode === 'get' }).concat(
-  new HttpLink({ uri: graphqlUrl, fetch: reportingFetch }),
+  new HttpLink({ uri: graphqlUrl, fetch: reportingFetch, headers }),
 );
 const client = new ApolloClient({ link, cache: new InMemoryCache() });
 
