@@ -350,8 +350,9 @@ pub struct HeadGuard {
     /// Bytes of this head so far, and whether any was not CR or LF.
     seen: usize,
     started: bool,
-    /// Line feeds in a row (CRs between them ignored).
+    /// Line feeds in a row (CRs between them ignored), and lines in this head.
     feeds: u8,
+    lines: usize,
     /// The answer being written before the connection closes, and how much of it is out.
     refusal: Option<(&'static [u8], usize, std::io::ErrorKind)>,
 }
@@ -363,6 +364,10 @@ impl std::fmt::Debug for HeadGuard {
             .finish()
     }
 }
+
+/// Lines in a request head (request line and headers) pingora parses; more are refused as
+/// too large.
+const MAX_HEAD_LINES: usize = 256;
 
 /// A whole HTTP/1.1 answer with the edge's error body, closing the connection.
 fn answer(status: u16, reason: &str, code: &'static str, message: &str) -> Vec<u8> {
@@ -408,6 +413,7 @@ impl HeadGuard {
             seen: 0,
             started: false,
             feeds: 0,
+            lines: 0,
             refusal: None,
         };
         (guard, next)
@@ -441,6 +447,7 @@ impl HeadGuard {
             match b {
                 b'\n' if self.started => {
                     self.feeds += 1;
+                    self.lines += 1;
                     if self.feeds == 2 {
                         return Some(i + 1);
                     }
@@ -500,7 +507,8 @@ impl AsyncRead for HeadGuard {
         }
         let end = this.scan(fresh);
         this.seen += end.unwrap_or(fresh.len());
-        if this.seen > this.max {
+        // pingora answers more header lines than it parses with a bare 400 of its own.
+        if this.seen > this.max || this.lines > MAX_HEAD_LINES {
             this.refuse(
                 &TOO_LARGE_431,
                 std::io::ErrorKind::InvalidData,
@@ -514,6 +522,7 @@ impl AsyncRead for HeadGuard {
             this.seen = 0;
             this.started = false;
             this.feeds = 0;
+            this.lines = 0;
         }
         Poll::Ready(Ok(()))
     }

@@ -271,10 +271,25 @@ impl ProxyHttp for Edge {
         if let Err(e) = single_credentials(&session.req_header().headers) {
             return self.reject(session, ctx, e).await;
         }
+        let get = session.req_header().method == http::Method::GET;
+        if get && !session.as_downstream_mut().is_body_empty() {
+            // Only the query string of a GET is checked: a body would reach the upstream
+            // unread (and a WebSocket handshake has none).
+            let e = EdgeError::new(400, "BODY_NOT_ALLOWED", "a GET request carries no body");
+            return self.reject(session, ctx, e).await;
+        }
         let path = session.req_header().uri.path();
         let appsync = path == site.config.realtime_path;
         let other_ws = site.config.websocket.paths.iter().any(|p| p == path);
         let upgrade = session.is_upgrade_req();
+        if upgrade && !get {
+            let e = EdgeError::new(
+                400,
+                "WEBSOCKET_BAD_HANDSHAKE",
+                "a WebSocket handshake is a GET request",
+            );
+            return self.reject(session, ctx, e).await;
+        }
         if appsync || other_ws || upgrade {
             if !upgrade {
                 let e = EdgeError::new(

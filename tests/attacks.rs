@@ -7,6 +7,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::raw::{never_saw, statuses};
 use common::ws::tls_connect;
 use common::{ApiSite, Edge, EdgeAddrs, SiteCerts, Upstream};
 use futures_util::{SinkExt, StreamExt};
@@ -22,15 +23,7 @@ type Ws =
 
 /// `api.test` with an API key, no introspection, and `/graphql/ws` forwarded as is.
 async fn setup() -> (Upstream, ApiSite) {
-    let up = Upstream::start(false).await;
-    let extra = format!(
-        "{}[site.auth]\n[[site.auth.api-key]]\nid = \"web\"\nkey = \"{KEY}\"\n\
-         [site.limits]\nintrospection = false\n\
-         [site.websocket]\npaths = [\"/graphql/ws\"]\n",
-        up.realtime_toml()
-    );
-    let site = ApiSite::start_with(&up.url("/graphql"), SiteCerts::new(), &extra, "0s").await;
-    (up, site)
+    common::raw::api_key_site(KEY).await
 }
 
 /// Write `bytes` on a new TLS connection to the edge and read until it closes (at most 10 s;
@@ -56,27 +49,11 @@ async fn raw_within(site: &ApiSite, bytes: &[u8], quiet: Duration) -> (String, b
     (String::from_utf8_lossy(&out).into_owned(), closed)
 }
 
-/// The status line's code of each response in `text`, in order.
-fn statuses(text: &str) -> Vec<u16> {
-    text.match_indices("HTTP/1.1 ")
-        .filter_map(|(i, _)| text.get(i + 9..i + 12)?.parse().ok())
-        .collect()
-}
-
 fn post_head(extra_headers: &str) -> String {
     format!(
         "POST /graphql HTTP/1.1\r\nHost: api.test\r\nContent-Type: application/json\r\n\
          x-api-key: {KEY}\r\n{extra_headers}"
     )
-}
-
-/// The upstream never saw a request whose URI holds `marker`.
-fn never_saw(up: &Upstream, marker: &str) {
-    let seen: Vec<String> = up.recorder.requests().into_iter().map(|r| r.uri).collect();
-    assert!(
-        !seen.iter().any(|u| u.contains(marker)),
-        "the upstream saw {seen:?}"
-    );
 }
 
 #[tokio::test]

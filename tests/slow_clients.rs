@@ -193,6 +193,16 @@ async fn an_oversized_request_head_gets_431_and_a_fitting_one_passes() {
     upstream_saw_nothing(&up);
     assert!(limit(&site, "request_header_too_large").await >= 1.0);
 
+    // More header lines than pingora parses: the edge's own 431, not pingora's bare 400.
+    let many: String = (0..300).map(|i| format!("x-{i}: 1\r\n")).collect();
+    let mut tls = tls_connect(site.edge.https, "api.test", &site.certs.ca_pem()).await;
+    tls.write_all(post(&many).as_bytes()).await.unwrap();
+    let (text, closed) = read_to_close(&mut tls, Duration::from_secs(5)).await;
+    assert!(closed, "{text}");
+    assert!(text.starts_with("HTTP/1.1 431 "), "{text}");
+    assert!(text.contains("REQUEST_HEADER_TOO_LARGE"), "{text}");
+    assert!(!text.contains("Pingora"), "{text}");
+
     let fits = format!("x-big: {}\r\nConnection: close\r\n", "a".repeat(6 * 1024));
     let mut tls = tls_connect(site.edge.https, "api.test", &site.certs.ca_pem()).await;
     tls.write_all(post(&fits).as_bytes()).await.unwrap();

@@ -8,6 +8,7 @@ pub mod appsync;
 pub mod cache;
 pub mod issuer;
 pub mod pebble;
+pub mod raw;
 pub mod realtime;
 pub mod ws;
 
