@@ -88,6 +88,9 @@ pub fn read_pid_file(path: &Path) -> Option<u32> {
 /// Write this process's pid to `path` atomically (a reader never sees a partial file).
 pub fn write_pid_file(path: &Path) -> std::io::Result<()> {
     let pid = std::process::id();
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
     let tmp = path.with_extension(format!("tmp.{pid}"));
     let result = std::fs::File::create(&tmp)
         .and_then(|mut f| writeln!(f, "{pid}"))

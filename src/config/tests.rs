@@ -444,3 +444,17 @@ fn client_limits_have_defaults_and_are_validated() {
         ["timeouts.request-header", "listeners.max-request-header"]
     );
 }
+
+#[test]
+fn local_config_loads() {
+    let local =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/local.toml")).unwrap();
+    // As in the repository: the file in conf/, the certificate in certs/.
+    let dir = dir_with_certs(&["certs/localhost.pem", "certs/localhost.key"]);
+    std::fs::create_dir(dir.path().join("conf")).unwrap();
+    let config = Config::parse(&local, &dir.path().join("conf")).unwrap();
+    assert_eq!(config.https[0].to_string(), "127.0.0.1:8443");
+    assert!(config.http.is_empty());
+    assert_eq!(config.state_dir, dir.path().join("conf/../state"));
+    assert_eq!(config.sites[0].domains, ["localhost"]);
+}
