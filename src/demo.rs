@@ -16,7 +16,7 @@ use tokio::sync::broadcast;
 
 pub use certs::TestCa;
 pub use http::{router, router_with_recorder, serve, tls_server_config, RecordedRequest, Recorder};
-pub use launch::prepare;
+pub use launch::{prepare, ADMIN_TOKEN, API_KEY};
 
 pub type DemoSchema = Schema<Query, Mutation, Subscription>;
 

@@ -61,9 +61,38 @@ async fn subscriptions(
     protocol: GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
+    use futures_util::StreamExt;
     upgrade
         .protocols(ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| GraphQLWebSocket::new(socket, schema, protocol).serve())
+        .on_upgrade(move |socket| {
+            let (sink, stream) = socket.split();
+            let stream = stream.map(|m| m.map(appsync_start));
+            GraphQLWebSocket::new_with_pair(sink, stream, schema, protocol).serve()
+        })
+}
+
+/// AppSync's `start` carries the request as a JSON string in `payload.data` (and its
+/// authorization in `payload.extensions`); graphql-ws wants it as `payload` itself. The demo
+/// API takes both, so AppSync clients can subscribe through the edge.
+fn appsync_start(m: axum::extract::ws::Message) -> axum::extract::ws::Message {
+    use axum::extract::ws::Message;
+    let Message::Text(text) = &m else {
+        return m;
+    };
+    let Ok(mut v) = serde_json::from_str::<serde_json::Value>(text.as_str()) else {
+        return m;
+    };
+    let request = match v["payload"]["data"].as_str() {
+        Some(data) if v["type"] == "start" => serde_json::from_str::<serde_json::Value>(data),
+        _ => return m,
+    };
+    match request {
+        Ok(request) => {
+            v["payload"] = request;
+            Message::Text(v.to_string().into())
+        }
+        Err(_) => m,
+    }
 }
 
 async fn playground() -> impl IntoResponse {
