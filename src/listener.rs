@@ -346,7 +346,9 @@ pub struct HeadGuard {
     request_header: Duration,
     max: usize,
     /// Runs while a head is on its way.
-    timer: Option<Pin<Box<Sleep>>>,
+    timer: Pin<Box<Sleep>>,
+    /// Whether `timer` runs (it is set once per connection and reset for each head).
+    timing: bool,
     /// Bytes of this head so far, and whether any was not CR or LF.
     seen: usize,
     started: bool,
@@ -409,7 +411,8 @@ impl HeadGuard {
             next: next.clone(),
             request_header: limits.request_header,
             max: limits.max_request_header,
-            timer: Some(Box::pin(tokio::time::sleep(limits.request_header))),
+            timer: Box::pin(tokio::time::sleep(limits.request_header)),
+            timing: true,
             seen: 0,
             started: false,
             feeds: 0,
@@ -421,7 +424,7 @@ impl HeadGuard {
 
     fn refuse(&mut self, answer: &'static [u8], kind: std::io::ErrorKind, limit: &'static str) {
         limited(limit);
-        self.timer = None;
+        self.timing = false;
         self.refusal = Some((answer, 0, kind));
     }
 
@@ -474,24 +477,20 @@ impl AsyncRead for HeadGuard {
             return this.poll_refusal(cx);
         }
         let awaiting = this.next.0.load(Ordering::Acquire);
-        if awaiting {
-            if let Some(timer) = this.timer.as_mut() {
-                if timer.as_mut().poll(cx).is_ready() {
-                    if this.seen == 0 {
-                        // Nothing of a request came: close without an answer.
-                        limited("request_header_timeout");
-                        this.timer = None;
-                        this.next.0.store(false, Ordering::Release);
-                        return Poll::Ready(Ok(()));
-                    }
-                    this.refuse(
-                        &TIMEOUT_408,
-                        std::io::ErrorKind::TimedOut,
-                        "request_header_timeout",
-                    );
-                    return this.poll_refusal(cx);
-                }
+        if awaiting && this.timing && this.timer.as_mut().poll(cx).is_ready() {
+            if this.seen == 0 {
+                // Nothing of a request came: close without an answer.
+                limited("request_header_timeout");
+                this.timing = false;
+                this.next.0.store(false, Ordering::Release);
+                return Poll::Ready(Ok(()));
             }
+            this.refuse(
+                &TIMEOUT_408,
+                std::io::ErrorKind::TimedOut,
+                "request_header_timeout",
+            );
+            return this.poll_refusal(cx);
         }
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
@@ -502,8 +501,10 @@ impl AsyncRead for HeadGuard {
         if fresh.is_empty() {
             return Poll::Ready(Ok(()));
         }
-        if this.timer.is_none() {
-            this.timer = Some(Box::pin(tokio::time::sleep(this.request_header)));
+        if !this.timing {
+            let deadline = tokio::time::Instant::now() + this.request_header;
+            this.timer.as_mut().reset(deadline);
+            this.timing = true;
         }
         let end = this.scan(fresh);
         this.seen += end.unwrap_or(fresh.len());
@@ -518,7 +519,7 @@ impl AsyncRead for HeadGuard {
         }
         if end.is_some() {
             this.next.0.store(false, Ordering::Release);
-            this.timer = None;
+            this.timing = false;
             this.seen = 0;
             this.started = false;
             this.feeds = 0;
