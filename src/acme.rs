@@ -4,7 +4,9 @@
 //! or a third of the lifetime remains, back off after failures. The old certificate serves until
 //! a new one is installed; only a site's configured domains are ever ordered.
 
+mod account;
 pub mod challenges;
+mod failure;
 pub mod schedule;
 mod storage;
 
@@ -12,12 +14,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use instant_acme::{
-    Account, AccountCredentials, AuthorizationStatus, CertificateIdentifier, ChallengeType,
-    ExternalAccountKey, Identifier, NewAccount, NewOrder, Order, OrderStatus, RetryPolicy,
+    Account, AuthorizationStatus, CertificateIdentifier, ChallengeType, Identifier, NewOrder,
+    Order, OrderStatus, RetryPolicy,
 };
 use serde::Serialize;
 
+use account::Accounts;
 pub use challenges::{AlpnChallengeHook, Challenges, HTTP01_PREFIX};
+use failure::{step, Failure};
 use schedule::Clock;
 pub use storage::Storage;
 
@@ -27,8 +31,8 @@ use crate::tls::{CertStore, LoadedCert};
 
 /// Longest sleep between two looks at a certificate: renewal windows move and clocks jump.
 const RECHECK: Duration = Duration::from_secs(6 * 3600);
-/// Orders placed again at once after the CA kept refusing nonces, before that counts as a
-/// failure.
+/// Orders placed again at once after the CA kept refusing nonces through every retry of a step,
+/// before that counts as a failure.
 const MAX_NONCE_RETRIES: u32 = 5;
 /// The least a CA that answered "rate limited" without a date is left alone.
 const RATE_LIMIT_PAUSE: Duration = Duration::from_secs(3600);
@@ -51,62 +55,6 @@ pub struct SiteStatus {
     pub renewal_due: Option<u64>,
 }
 
-/// Why an order did not bring a certificate.
-#[derive(Debug)]
-enum Failure {
-    /// A challenge of this type did not validate (or could not be set up): the next type in
-    /// the site's list is tried at once.
-    Challenge {
-        kind: ChallengeKind,
-        detail: String,
-    },
-    Other {
-        detail: String,
-        rate_limited: bool,
-    },
-    /// The CA kept refusing nonces (instant-acme retries three times): transient, the order
-    /// is placed again at once.
-    BadNonce {
-        detail: String,
-    },
-}
-
-impl Failure {
-    fn other(detail: impl std::fmt::Display) -> Self {
-        Self::Other {
-            detail: detail.to_string(),
-            rate_limited: false,
-        }
-    }
-
-    fn detail(&self) -> &str {
-        match self {
-            Self::Challenge { detail, .. }
-            | Self::Other { detail, .. }
-            | Self::BadNonce { detail } => detail,
-        }
-    }
-}
-
-impl From<instant_acme::Error> for Failure {
-    fn from(e: instant_acme::Error) -> Self {
-        let kind = match &e {
-            instant_acme::Error::Api(p) => p.r#type.as_deref(),
-            _ => None,
-        };
-        if kind == Some("urn:ietf:params:acme:error:badNonce") {
-            return Self::BadNonce {
-                detail: e.to_string(),
-            };
-        }
-        let rate_limited = kind == Some("urn:ietf:params:acme:error:rateLimited");
-        Self::Other {
-            detail: e.to_string(),
-            rate_limited,
-        }
-    }
-}
-
 /// A challenge answer to take down once the order is decided.
 enum Open {
     Http(String),
@@ -120,7 +68,7 @@ pub struct Manager {
     challenges: Arc<Challenges>,
     storage: Storage,
     clock: Arc<dyn Clock>,
-    account: tokio::sync::OnceCell<Account>,
+    accounts: Accounts,
     status: Vec<Mutex<SiteStatus>>,
 }
 
@@ -147,12 +95,12 @@ impl Manager {
             })
             .collect();
         Self {
+            accounts: Accounts::new(config.acme.clone()),
             config,
             certs,
             challenges,
             storage,
             clock,
-            account: tokio::sync::OnceCell::new(),
             status,
         }
     }
@@ -244,11 +192,14 @@ impl Manager {
         let mut failures = 0u32;
         let mut next_kind = 0usize;
         let mut nonce_retries = 0u32;
+        let mut account_replaced = false;
         loop {
             let now = self.clock.now();
             let current = self.certs.current(i).and_then(|c| leaf(&c));
             let (due, replaces) = match &current {
-                Some(l) if covers(&l.names, &site.domains) => self.renewal_time(l, now).await,
+                Some(l) if covers(&l.names, &site.domains) => {
+                    self.renewal_time(&site.name, l, now).await
+                }
                 _ => (now, None),
             };
             if due > now {
@@ -277,6 +228,7 @@ impl Manager {
                     failures = 0;
                     next_kind = 0;
                     nonce_retries = 0;
+                    account_replaced = false;
                     self.set_status(i, |s| {
                         s.failures = 0;
                         s.last_error = None;
@@ -287,8 +239,23 @@ impl Manager {
                     tracing::info!(site = %site.name, error = %detail, "acme: the CA refused nonces repeatedly; ordering again");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
+                Err(Failure::AccountGone {
+                    detail,
+                    account: Some(id),
+                }) if !account_replaced => {
+                    // Once per failure: a CA that refuses a fresh account too is retried later.
+                    account_replaced = true;
+                    if let Err(e) = self
+                        .accounts
+                        .replace(&self.storage, &site.name, &id, &detail)
+                        .await
+                    {
+                        tracing::error!(site = %site.name, error = %e, dir = %self.storage.root().display(), "acme: cannot move the refused account aside");
+                    }
+                }
                 Err(failure) => {
                     nonce_retries = 0;
+                    account_replaced = false;
                     metrics::get()
                         .acme_orders
                         .with_label_values(&[&site.name, "failed"])
@@ -342,11 +309,12 @@ impl Manager {
     /// new order names the certificate it replaces), else with a third of its lifetime left.
     async fn renewal_time(
         &self,
+        site: &str,
         cert: &Leaf,
         now: SystemTime,
     ) -> (SystemTime, Option<CertificateIdentifier<'static>>) {
         let fallback = schedule::default_renewal(cert.not_before, cert.not_after);
-        let Ok(account) = self.account().await else {
+        let Ok(account) = self.accounts.get(&self.storage, site).await else {
             return (fallback, None);
         };
         let Ok(id) = CertificateIdentifier::try_from(&cert.der) else {
@@ -361,55 +329,10 @@ impl Manager {
             }
             Err(instant_acme::Error::Unsupported(_)) => (fallback, None),
             Err(e) => {
-                tracing::warn!(error = %e, "acme: no renewal information; renewing with a third of the lifetime left");
+                tracing::warn!(site = %site, error = %failure::explain(&e), "acme: no renewal information; renewing with a third of the lifetime left");
                 (fallback, None)
             }
         }
-    }
-
-    /// The ACME account: the stored one, or a new one created once and stored (0600).
-    async fn account(&self) -> Result<&Account, Failure> {
-        self.account
-            .get_or_try_init(|| async {
-                let acme = &self.config.acme;
-                let builder = || match &acme.ca_file {
-                    Some(p) => Account::builder_with_root(p),
-                    None => Account::builder(),
-                };
-                if let Some(json) = self.storage.load_account().map_err(Failure::other)? {
-                    let creds: AccountCredentials =
-                        serde_json::from_slice(&json).map_err(Failure::other)?;
-                    let account = builder()?.from_credentials(creds).await?;
-                    tracing::info!(account = account.id(), "acme: account loaded");
-                    return Ok(account);
-                }
-                let contact: Vec<&str> = acme.contact.iter().map(String::as_str).collect();
-                let eab = acme
-                    .eab
-                    .as_ref()
-                    .map(|(kid, key)| ExternalAccountKey::new(kid.clone(), key));
-                let (account, creds) = builder()?
-                    .create(
-                        &NewAccount {
-                            contact: &contact,
-                            terms_of_service_agreed: true,
-                            only_return_existing: false,
-                        },
-                        acme.directory.clone(),
-                        eab.as_ref(),
-                    )
-                    .await?;
-                let json = serde_json::to_vec(&creds).map_err(Failure::other)?;
-                self.storage.save_account(&json).map_err(|e| {
-                    Failure::other(format!(
-                        "cannot store the account in {}: {e}",
-                        self.storage.root().display()
-                    ))
-                })?;
-                tracing::info!(account = account.id(), directory = %acme.directory, "acme: account created");
-                Ok(account)
-            })
-            .await
     }
 
     /// One order for every domain of the site, answered with `kind` (dns-01 for wildcards).
@@ -420,7 +343,20 @@ impl Manager {
         kind: ChallengeKind,
         replaces: Option<CertificateIdentifier<'static>>,
     ) -> Result<(), Failure> {
-        let account = self.account().await?;
+        let account = self.accounts.get(&self.storage, &site.name).await?;
+        self.order(i, site, kind, replaces, &account)
+            .await
+            .map_err(|f| f.of_account(account.id()))
+    }
+
+    async fn order(
+        &self,
+        i: usize,
+        site: &Site,
+        kind: ChallengeKind,
+        replaces: Option<CertificateIdentifier<'static>>,
+        account: &Account,
+    ) -> Result<(), Failure> {
         let ids: Vec<Identifier> = site
             .domains
             .iter()
@@ -430,24 +366,34 @@ impl Manager {
         if let Some(r) = replaces {
             new = new.replaces(r);
         }
-        let mut order = account.new_order(&new).await?;
-        tracing::info!(site = %site.name, domains = ?site.domains, challenge = kind.name(), "acme: order placed");
+        let directory = &self.config.acme.directory;
+        let mut order = step!(
+            format!("placing an order at {directory}"),
+            account.new_order(&new)
+        )?;
+        let url = order.url().to_string();
+        tracing::info!(site = %site.name, domains = ?site.domains, challenge = kind.name(), order = %url, "acme: order placed");
         let mut open = Vec::new();
-        let authorized = self.authorize(&mut order, kind, &mut open).await;
+        let authorized = self
+            .authorize(&site.name, &mut order, kind, &mut open)
+            .await;
         let polled = match authorized {
             Ok(()) => {
                 let policy = RetryPolicy::new()
                     .initial_delay(Duration::from_millis(250))
                     .backoff(1.5)
                     .timeout(self.config.acme.order_timeout);
-                order.poll_ready(&policy).await.map_err(Failure::from)
+                step!(
+                    format!("waiting for the CA to validate {url}"),
+                    order.poll_ready(&policy)
+                )
             }
             Err(e) => Err(e),
         };
-        self.close(open).await;
+        self.close(&site.name, open).await;
         let failed = match polled {
             Ok(OrderStatus::Ready) => None,
-            Ok(status) => Some(Failure::other(format!("the order ended {status:?}"))),
+            Ok(status) => Some(Failure::other(format!("the order {url} ended {status:?}"))),
             Err(f) => Some(f),
         };
         if let Some(f) = failed {
@@ -456,19 +402,24 @@ impl Manager {
                 None => f,
             });
         }
-        tracing::info!(site = %site.name, "acme: challenges validated; finalizing");
-        let key_pem = order.finalize().await?;
+        tracing::info!(site = %site.name, order = %url, "acme: challenges validated; finalizing");
+        // A refused nonce sends the finalize again (a new key and CSR each time), never a new
+        // order.
+        let key_pem = step!(format!("finalizing {url}"), order.finalize())?;
         let policy = RetryPolicy::new()
             .initial_delay(Duration::from_millis(250))
             .timeout(self.config.acme.order_timeout);
-        let chain = order.poll_certificate(&policy).await?;
+        let chain = step!(
+            format!("downloading the certificate of {url}"),
+            order.poll_certificate(&policy)
+        )?;
         let cert = crate::tls::load_pem(
             chain.as_bytes(),
             key_pem.as_bytes(),
             "issued chain",
             "issued key",
         )
-        .map_err(Failure::other)?;
+        .map_err(|e| Failure::other(format!("the certificate of {url} is unusable: {e}")))?;
         if let Err(e) =
             self.storage
                 .save_certificate(&site.name, chain.as_bytes(), key_pem.as_bytes())
@@ -483,77 +434,108 @@ impl Manager {
     /// Set up each pending authorization's challenge and tell the CA to look.
     async fn authorize(
         &self,
+        site: &str,
         order: &mut Order,
         kind: ChallengeKind,
         open: &mut Vec<Open>,
     ) -> Result<(), Failure> {
-        let mut authorizations = order.authorizations();
-        while let Some(authz) = authorizations.next().await {
-            let mut authz = authz?;
-            match authz.status {
-                AuthorizationStatus::Pending => {}
-                AuthorizationStatus::Valid => continue,
-                other => {
-                    return Err(Failure::other(format!(
-                        "authorization for {} is {other:?}",
-                        authz.identifier()
-                    )))
+        let url = order.url().to_string();
+        // Identifiers already told ready: a refused nonce while reading an authorization reads
+        // them again, and skips these.
+        let mut ready = std::collections::HashSet::new();
+        let mut nonce_retries = 0;
+        'read: loop {
+            let mut authorizations = order.authorizations();
+            while let Some(authz) = authorizations.next().await {
+                let mut authz = match authz {
+                    Ok(a) => a,
+                    Err(e) => {
+                        let f =
+                            Failure::at(&format_args!("reading the authorizations of {url}"), &e);
+                        if f.again(&mut nonce_retries) {
+                            continue 'read;
+                        }
+                        return Err(f);
+                    }
+                };
+                let name = authz.identifier().to_string();
+                if ready.contains(&name) {
+                    continue;
                 }
+                match authz.status {
+                    AuthorizationStatus::Pending => {}
+                    AuthorizationStatus::Valid => continue,
+                    other => {
+                        return Err(Failure::other(format!(
+                            "authorization for {name} is {other:?}"
+                        )))
+                    }
+                }
+                let identifier = authz.identifier();
+                let wildcard = identifier.wildcard;
+                let Identifier::Dns(domain) = identifier.identifier.clone() else {
+                    return Err(Failure::other("only DNS names are ordered"));
+                };
+                let kind = if wildcard { ChallengeKind::Dns01 } else { kind };
+                let offered = match kind {
+                    ChallengeKind::Http01 => ChallengeType::Http01,
+                    ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
+                    ChallengeKind::Dns01 => ChallengeType::Dns01,
+                };
+                let Some(mut challenge) = authz.challenge(offered) else {
+                    return Err(Failure::Challenge {
+                        kind,
+                        detail: format!("the CA offers no {} challenge for {domain}", kind.name()),
+                    });
+                };
+                let key_authorization = challenge.key_authorization();
+                match kind {
+                    ChallengeKind::Http01 => {
+                        self.challenges.add_http(
+                            site,
+                            &challenge.token,
+                            key_authorization.as_str(),
+                        );
+                        open.push(Open::Http(challenge.token.clone()));
+                    }
+                    ChallengeKind::TlsAlpn01 => {
+                        self.challenges
+                            .add_alpn(site, &domain, key_authorization.digest().as_ref())
+                            .map_err(|detail| Failure::Challenge { kind, detail })?;
+                        open.push(Open::Alpn(domain.clone()));
+                    }
+                    ChallengeKind::Dns01 => {
+                        let record = format!("_acme-challenge.{domain}");
+                        let value = key_authorization.dns_value();
+                        self.dns_hook("set", &record, &value)
+                            .await
+                            .map_err(|detail| Failure::Challenge { kind, detail })?;
+                        open.push(Open::Dns { record, value });
+                        tokio::time::sleep(self.config.acme.dns_propagation_delay).await;
+                    }
+                }
+                step!(
+                    format!(
+                        "telling the CA the {} challenge for {domain} is ready",
+                        kind.name()
+                    ),
+                    challenge.set_ready()
+                )?;
+                tracing::info!(site = %site, domain = %domain, challenge = kind.name(), "acme: challenge ready");
+                ready.insert(name);
             }
-            let identifier = authz.identifier();
-            let wildcard = identifier.wildcard;
-            let Identifier::Dns(domain) = identifier.identifier.clone() else {
-                return Err(Failure::other("only DNS names are ordered"));
-            };
-            let kind = if wildcard { ChallengeKind::Dns01 } else { kind };
-            let offered = match kind {
-                ChallengeKind::Http01 => ChallengeType::Http01,
-                ChallengeKind::TlsAlpn01 => ChallengeType::TlsAlpn01,
-                ChallengeKind::Dns01 => ChallengeType::Dns01,
-            };
-            let Some(mut challenge) = authz.challenge(offered) else {
-                return Err(Failure::Challenge {
-                    kind,
-                    detail: format!("the CA offers no {} challenge for {domain}", kind.name()),
-                });
-            };
-            let key_authorization = challenge.key_authorization();
-            match kind {
-                ChallengeKind::Http01 => {
-                    self.challenges
-                        .add_http(&challenge.token, key_authorization.as_str());
-                    open.push(Open::Http(challenge.token.clone()));
-                }
-                ChallengeKind::TlsAlpn01 => {
-                    self.challenges
-                        .add_alpn(&domain, key_authorization.digest().as_ref())
-                        .map_err(|detail| Failure::Challenge { kind, detail })?;
-                    open.push(Open::Alpn(domain.clone()));
-                }
-                ChallengeKind::Dns01 => {
-                    let record = format!("_acme-challenge.{domain}");
-                    let value = key_authorization.dns_value();
-                    self.dns_hook("set", &record, &value)
-                        .await
-                        .map_err(|detail| Failure::Challenge { kind, detail })?;
-                    open.push(Open::Dns { record, value });
-                    tokio::time::sleep(self.config.acme.dns_propagation_delay).await;
-                }
-            }
-            challenge.set_ready().await?;
-            tracing::info!(domain = %domain, challenge = kind.name(), "acme: challenge ready");
+            return Ok(());
         }
-        Ok(())
     }
 
-    async fn close(&self, open: Vec<Open>) {
+    async fn close(&self, site: &str, open: Vec<Open>) {
         for o in open {
             match o {
                 Open::Http(token) => self.challenges.remove_http(&token),
                 Open::Alpn(domain) => self.challenges.remove_alpn(&domain),
                 Open::Dns { record, value } => {
                     if let Err(e) = self.dns_hook("clear", &record, &value).await {
-                        tracing::warn!(record = %record, error = %e, "acme: dns-hook clear failed");
+                        tracing::warn!(site = %site, record = %record, error = %e, "acme: dns-hook clear failed");
                     }
                 }
             }

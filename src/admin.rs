@@ -215,8 +215,8 @@ pub struct RedirectApp {
 impl ServeHttp for RedirectApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let req = session.req_header();
-        if let Some(answer) = self.challenges.http_answer(req.uri.path()) {
-            tracing::info!("acme: answered an http-01 validation");
+        if let Some((site, answer)) = self.challenges.http_answer(req.uri.path()) {
+            tracing::info!(site = %site, "acme: answered an http-01 validation");
             return respond(200, "text/plain", answer.into_bytes());
         }
         let authority = req

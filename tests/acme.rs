@@ -2,7 +2,9 @@
 //! certificate that clients verify against Pebble's root through graphfront; a restart reuses
 //! the stored account and certificate; a short-lived certificate is renewed without a restart;
 //! with the CA gone the old certificate keeps serving while retries back off; a failing domain
-//! is retried without disturbing the others.
+//! is retried without disturbing the others; a CA that forgot the account (or an operator who
+//! deleted it) gets a new registration without a restart; refused nonces repeat the step, not
+//! the order.
 
 mod common;
 
@@ -331,6 +333,11 @@ async fn a_due_certificate_is_renewed_in_place_and_survives_a_ca_outage() {
     );
     assert_ne!(serving_now, first);
     let _ = renewed;
+    // The reason names the step, the CA's URL and the cause at the bottom of the chain.
+    let s = site_status(&edge, "a").await;
+    let error = s["acme"]["last_error"].as_str().unwrap();
+    assert!(error.contains(&pebble.api().to_string()), "{error}");
+    assert!(error.contains("Connection refused"), "{error}");
     assert!(
         edge.metric(r#"graphfront_acme_orders_total{outcome="failed",site="a"}"#)
             .await
@@ -475,4 +482,110 @@ async fn a_ca_requiring_external_account_binding_gets_it() {
     assert_eq!(s["serving"], false);
     let error = s["acme"]["last_error"].as_str().unwrap().to_lowercase();
     assert!(error.contains("external"), "{error}");
+}
+
+/// The leaf served for `domain` once it differs from `old`.
+async fn renewed_leaf(edge: &Edge, domain: &str, old: &[u8], within: Duration) -> Vec<u8> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(now) = served_leaf(edge, domain).await {
+            if now != old {
+                return now;
+            }
+        }
+        assert!(Instant::now() < deadline, "not renewed:\n{}", edge.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_ca_that_forgot_the_account_or_a_deleted_account_gets_a_new_one_without_a_restart() {
+    // 12 s certificates fall due with 4 s left.
+    let (mut pebble, edge, _up) = pebble_and_edge(
+        Some(Duration::from_secs(12)),
+        |up| acme_site("a", &["forgot.test"], Some(&["http-01"]), up),
+        "",
+    )
+    .await;
+    wait_for(&edge, "a", Duration::from_secs(30), serving).await;
+    let dir = account_dir(&edge);
+    let first_account = std::fs::read(dir.join("account.json")).unwrap();
+
+    // The operator deletes the account: the next renewal registers a new one.
+    std::fs::remove_file(dir.join("account.json")).unwrap();
+    let leaf = served_leaf(&edge, "forgot.test").await.unwrap();
+    let leaf = renewed_leaf(&edge, "forgot.test", &leaf, Duration::from_secs(40)).await;
+    let second_account = std::fs::read(dir.join("account.json")).unwrap();
+    assert_ne!(second_account, first_account);
+    assert_eq!(edge.log().matches("acme: account created").count(), 2);
+
+    // The CA's database is reset: it answers accountDoesNotExist; graphfront registers anew,
+    // keeps the old file beside the new one and orders at once.
+    pebble.restart().await;
+    renewed_leaf(&edge, "forgot.test", &leaf, Duration::from_secs(40)).await;
+    let root = pebble.root_pem().await;
+    let (status, _) = query_verified(&edge, &root, "forgot.test").await;
+    assert_eq!(status, 200, "the certificate of the restarted CA serves");
+    let log = edge.log();
+    assert_eq!(
+        log.matches("acme: the CA no longer knows the account")
+            .count(),
+        1,
+        "{log}"
+    );
+    assert!(log.contains("accountDoesNotExist"), "{log}");
+    assert_eq!(log.matches("acme: account created").count(), 3, "{log}");
+    let kept: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("account.json.replaced-")
+        })
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(std::fs::read(&kept[0]).unwrap(), second_account);
+    assert_ne!(
+        std::fs::read(dir.join("account.json")).unwrap(),
+        second_account
+    );
+    let s = wait_for(&edge, "a", Duration::from_secs(10), |s| {
+        s["acme"]["state"] == "valid"
+    })
+    .await;
+    assert!(s["acme"]["last_error"].is_null(), "{s}");
+
+    // Every ACME line of the log names its site.
+    let unnamed: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("acme:") && !l.contains("site=a"))
+        .collect();
+    assert!(unnamed.is_empty(), "{unnamed:#?}");
+}
+
+#[tokio::test]
+async fn a_refused_nonce_sends_the_step_again_instead_of_a_new_order() {
+    let addrs = EdgeAddrs::reserve();
+    let mut pebble = Pebble::start(addrs.http.port(), addrs.https.port(), None, None).await;
+    // Half of all nonces refused: instant-acme's three tries per request fail one time in
+    // eight, so most orders would be lost if a refused nonce threw the order away.
+    pebble.nonce_reject = 50;
+    pebble.restart().await;
+    let up = Upstream::start(false).await;
+    let sites = acme_site("a", &["nonce.test"], Some(&["http-01"]), &up)
+        + &acme_site("b", &["nonce2.test"], Some(&["tls-alpn-01"]), &up);
+    let edge = Edge::start_at(addrs, &sites, &pebble.acme_toml("")).await;
+    let root = pebble.root_pem().await;
+    for (site, domain) in [("a", "nonce.test"), ("b", "nonce2.test")] {
+        let s = wait_for(&edge, site, Duration::from_secs(60), serving).await;
+        assert_eq!(s["acme"]["orders"], 1, "one order: {s}\n{}", edge.log());
+        let (status, _) = query_verified(&edge, &root, domain).await;
+        assert_eq!(status, 200);
+    }
+    assert!(
+        pebble.log().contains("badNonce") || pebble.log().contains("nonce"),
+        "Pebble refused nonces"
+    );
 }

@@ -26,7 +26,8 @@ pub const HTTP01_PREFIX: &str = "/.well-known/acme-challenge/";
 
 /// The open challenges of every order in progress.
 pub struct Challenges {
-    http: RwLock<HashMap<String, String>>,
+    /// Token → (site, key authorization).
+    http: RwLock<HashMap<String, (String, String)>>,
     alpn: Arc<AlpnCerts>,
     /// TLS-ALPN-01 answers open: the hook only reads ClientHellos while this is not 0.
     alpn_open: AtomicUsize,
@@ -58,20 +59,21 @@ impl Challenges {
         }
     }
 
-    /// Answer `GET /.well-known/acme-challenge/<token>` with `key_authorization`.
-    pub fn add_http(&self, token: &str, key_authorization: &str) {
-        self.http
-            .write()
-            .expect("challenge lock")
-            .insert(token.to_string(), key_authorization.to_string());
+    /// Answer `GET /.well-known/acme-challenge/<token>` with `key_authorization` (for `site`'s
+    /// order).
+    pub fn add_http(&self, site: &str, token: &str, key_authorization: &str) {
+        self.http.write().expect("challenge lock").insert(
+            token.to_string(),
+            (site.to_string(), key_authorization.to_string()),
+        );
     }
 
     pub fn remove_http(&self, token: &str) {
         self.http.write().expect("challenge lock").remove(token);
     }
 
-    /// The key authorization for an HTTP-01 request path, when that token is open.
-    pub fn http_answer(&self, path: &str) -> Option<String> {
+    /// The site and key authorization for an HTTP-01 request path, when that token is open.
+    pub fn http_answer(&self, path: &str) -> Option<(String, String)> {
         let token = path.strip_prefix(HTTP01_PREFIX)?;
         self.http
             .read()
@@ -81,8 +83,9 @@ impl Challenges {
     }
 
     /// Serve a TLS-ALPN-01 certificate for `domain` (its acmeIdentifier extension holds
-    /// `digest`, the SHA-256 of the key authorization) to `acme-tls/1` handshakes.
-    pub fn add_alpn(&self, domain: &str, digest: &[u8]) -> Result<(), String> {
+    /// `digest`, the SHA-256 of the key authorization) to `acme-tls/1` handshakes, for `site`'s
+    /// order.
+    pub fn add_alpn(&self, site: &str, domain: &str, digest: &[u8]) -> Result<(), String> {
         let key = rcgen::KeyPair::generate().map_err(|e| e.to_string())?;
         let mut params =
             rcgen::CertificateParams::new(vec![domain.to_string()]).map_err(|e| e.to_string())?;
@@ -92,12 +95,10 @@ impl Challenges {
         let signing =
             rustls::crypto::ring::sign::any_supported_type(&der).map_err(|e| e.to_string())?;
         let certified = CertifiedKey::new(vec![cert.der().clone()], signing);
-        let previous = self
-            .alpn
-            .0
-            .write()
-            .expect("challenge lock")
-            .insert(domain.to_ascii_lowercase(), Arc::new(certified));
+        let previous = self.alpn.0.write().expect("challenge lock").insert(
+            domain.to_ascii_lowercase(),
+            (Arc::new(certified), site.to_string()),
+        );
         if previous.is_none() {
             self.alpn_open.fetch_add(1, Ordering::AcqRel);
         }
@@ -117,9 +118,9 @@ impl Challenges {
     }
 }
 
-/// TLS-ALPN-01 certificates by domain.
+/// TLS-ALPN-01 certificates by domain, with the site whose order they answer.
 #[derive(Debug, Default)]
-struct AlpnCerts(RwLock<HashMap<String, Arc<CertifiedKey>>>);
+struct AlpnCerts(RwLock<HashMap<String, (Arc<CertifiedKey>, String)>>);
 
 impl ResolvesServerCert for AlpnCerts {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
@@ -128,7 +129,7 @@ impl ResolvesServerCert for AlpnCerts {
             .read()
             .expect("challenge lock")
             .get(&name.to_ascii_lowercase())
-            .cloned()
+            .map(|(key, _)| key.clone())
     }
 }
 
@@ -153,17 +154,21 @@ impl PreTlsProcess for AlpnChallengeHook {
                 Err(_) => return Err(closed("no ClientHello in time")),
             };
         stream.rewind(&seen);
-        if !validation {
+        let Some((domain, site)) = validation else {
             return Ok(());
-        }
+        };
         let acceptor = tokio_rustls::TlsAcceptor::from(self.challenges.alpn_config.clone());
         match tokio::time::timeout(HELLO_TIMEOUT, acceptor.accept(&mut *stream)).await {
             Ok(Ok(mut tls)) => {
-                tracing::info!("acme: answered a tls-alpn-01 validation");
+                tracing::info!(site = %site, domain = %domain, "acme: answered a tls-alpn-01 validation");
                 let _ = tls.shutdown().await;
             }
-            Ok(Err(e)) => tracing::warn!(error = %e, "acme: tls-alpn-01 handshake failed"),
-            Err(_) => tracing::warn!("acme: tls-alpn-01 handshake timed out"),
+            Ok(Err(e)) => {
+                tracing::warn!(site = %site, domain = %domain, error = %e, "acme: tls-alpn-01 handshake failed")
+            }
+            Err(_) => {
+                tracing::warn!(site = %site, domain = %domain, "acme: tls-alpn-01 handshake timed out")
+            }
         }
         // Not an HTTP connection: pingora drops it.
         Err(closed("tls-alpn-01 validation answered"))
@@ -174,13 +179,13 @@ fn closed(why: impl std::fmt::Display) -> Box<pingora::Error> {
     pingora::Error::explain(pingora::ErrorType::HandshakeError, why.to_string())
 }
 
-/// Read until rustls has a whole ClientHello. Returns the bytes read and whether this is an
-/// ACME validation for an open challenge. A malformed hello is left to pingora's handshake,
+/// Read until rustls has a whole ClientHello. Returns the bytes read and, when this is an ACME
+/// validation for an open challenge, its domain and site. A malformed hello is left to pingora's handshake,
 /// which refuses it the usual way.
 async fn read_hello(
     stream: &mut L4Stream,
     challenges: &Challenges,
-) -> Result<(Vec<u8>, bool), &'static str> {
+) -> Result<(Vec<u8>, Option<(String, String)>), &'static str> {
     let mut acceptor = rustls::server::Acceptor::default();
     let mut seen = Vec::with_capacity(2048);
     let mut buf = [0u8; 4096];
@@ -196,7 +201,7 @@ async fn read_hello(
         let mut chunk = &buf[..n];
         while !chunk.is_empty() {
             match acceptor.read_tls(&mut chunk) {
-                Ok(0) | Err(_) => return Ok((seen, false)),
+                Ok(0) | Err(_) => return Ok((seen, None)),
                 Ok(_) => {}
             }
             match acceptor.accept() {
@@ -205,28 +210,30 @@ async fn read_hello(
                     return Ok((seen, validation));
                 }
                 Ok(None) => {}
-                Err(_) => return Ok((seen, false)),
+                Err(_) => return Ok((seen, None)),
             }
         }
         if seen.len() >= HELLO_LIMIT {
-            return Ok((seen, false));
+            return Ok((seen, None));
         }
     }
 }
 
-/// ALPN `acme-tls/1` for a domain with an open challenge.
-fn is_validation(hello: &ClientHello<'_>, challenges: &Challenges) -> bool {
+/// ALPN `acme-tls/1` for a domain with an open challenge: the domain and its site.
+fn is_validation(hello: &ClientHello<'_>, challenges: &Challenges) -> Option<(String, String)> {
     let acme = hello
         .alpn()
         .is_some_and(|mut protocols| protocols.any(|p| p == ACME_TLS_ALPN));
-    acme && hello.server_name().is_some_and(|name| {
-        challenges
-            .alpn
-            .0
-            .read()
-            .expect("challenge lock")
-            .contains_key(&name.to_ascii_lowercase())
-    })
+    let domain = hello.server_name().filter(|_| acme)?.to_ascii_lowercase();
+    let site = challenges
+        .alpn
+        .0
+        .read()
+        .expect("challenge lock")
+        .get(&domain)?
+        .1
+        .clone();
+    Some((domain, site))
 }
 
 #[cfg(test)]
@@ -236,10 +243,10 @@ mod tests {
     #[test]
     fn http_answers_only_open_tokens() {
         let c = Challenges::new();
-        c.add_http("tok", "tok.thumb");
+        c.add_http("api", "tok", "tok.thumb");
         assert_eq!(
-            c.http_answer("/.well-known/acme-challenge/tok").as_deref(),
-            Some("tok.thumb")
+            c.http_answer("/.well-known/acme-challenge/tok"),
+            Some(("api".into(), "tok.thumb".into()))
         );
         assert_eq!(c.http_answer("/.well-known/acme-challenge/other"), None);
         assert_eq!(c.http_answer("/tok"), None);
@@ -250,8 +257,8 @@ mod tests {
     #[test]
     fn alpn_certificates_are_counted_once_per_domain() {
         let c = Challenges::new();
-        c.add_alpn("a.test", &[7; 32]).unwrap();
-        c.add_alpn("A.test", &[8; 32]).unwrap();
+        c.add_alpn("a", "a.test", &[7; 32]).unwrap();
+        c.add_alpn("a", "A.test", &[8; 32]).unwrap();
         assert_eq!(c.alpn_open.load(Ordering::Acquire), 1);
         c.remove_alpn("a.test");
         c.remove_alpn("a.test");

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! <state-dir>/acme/<directory host and path>/account.json         0600
+//! <state-dir>/acme/<directory host and path>/account.json.replaced-<time> (one the CA forgot)
 //! <state-dir>/acme/<directory host and path>/sites/<site>/cert.pem 0644 (chain, leaf first)
 //! <state-dir>/acme/<directory host and path>/sites/<site>/key.pem  0600
 //! ```
@@ -55,6 +56,18 @@ impl Storage {
 
     pub fn save_account(&self, json: &[u8]) -> std::io::Result<()> {
         write_atomic(&self.account_path(), json, 0o600)
+    }
+
+    /// Move `account.json` aside as `account.json.replaced-<UTC time>` (where it went, if it
+    /// was there), so the next order registers a new account.
+    pub fn retire_account(&self) -> std::io::Result<Option<PathBuf>> {
+        let stamp = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
+        let kept = self.root.join(format!("account.json.replaced-{stamp}"));
+        match std::fs::rename(self.account_path(), &kept) {
+            Ok(()) => Ok(Some(kept)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// The stored chain and key of `site`, PEM.
@@ -125,6 +138,12 @@ mod tests {
         let s = Storage::new(dir.path(), "https://acme.test:14000/dir");
         assert!(s.root().ends_with("acme/acme.test_14000_dir"));
         assert!(s.load_account().unwrap().is_none());
+        s.save_account(b"{}").unwrap();
+        let kept = s.retire_account().unwrap().unwrap();
+        assert!(s.load_account().unwrap().is_none());
+        assert_eq!(std::fs::read(&kept).unwrap(), b"{}");
+        assert!(kept.to_string_lossy().contains("account.json.replaced-20"));
+        assert!(s.retire_account().unwrap().is_none());
         s.save_account(b"{}").unwrap();
         s.save_certificate("api", b"chain", b"key").unwrap();
         s.save_certificate("api", b"chain2", b"key2").unwrap();

@@ -2,7 +2,7 @@
 //! loopback, for one test each. Pebble validates HTTP-01 and TLS-ALPN-01 on the ports it is
 //! given (graphfront's http and https listeners); every name resolves to 127.0.0.1 through
 //! challtestsrv, which also holds the TXT records of DNS-01 (set by the hook script below).
-//! Pebble's default 5% nonce rejection stays on.
+//! Pebble's default 5% nonce rejection stays on unless a test asks for more.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,8 +21,12 @@ pub struct Pebble {
     /// The DNS-01 hook command for `[acme] dns-hook` (records every call in `hook_log`).
     pub hook: Vec<String>,
     pub hook_log: PathBuf,
+    /// The share of nonces Pebble refuses, in percent (Pebble's default: 5); set before
+    /// [`Pebble::restart`].
+    pub nonce_reject: u8,
     api: SocketAddr,
     management: SocketAddr,
+    dns: SocketAddr,
     dns_management: SocketAddr,
     api_ca_pem: String,
     pebble: Option<Child>,
@@ -103,8 +107,10 @@ impl Pebble {
                 path("hook.log").display().to_string(),
             ],
             hook_log: path("hook.log"),
+            nonce_reject: 5,
             api,
             management,
+            dns,
             dns_management,
             api_ca_pem: ca.ca_pem(),
             pebble: None,
@@ -112,19 +118,37 @@ impl Pebble {
             _reserved: vec![r1, r2, r3, r4],
             dir,
         };
-        p.pebble = Some(
+        p.spawn().await;
+        p
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("pebble.log"))
+            .unwrap();
+        self.pebble = Some(
             Command::new("pebble")
-                .args(["-config", &path_str(&p.dir.path().join("pebble.json"))])
-                .args(["-dnsserver", &dns.to_string(), "-strict=false"])
+                .args(["-config", &path_str(&self.dir.path().join("pebble.json"))])
+                .args(["-dnsserver", &self.dns.to_string(), "-strict=false"])
                 .env("PEBBLE_VA_NOSLEEP", "1")
                 .env("PEBBLE_AUTHZREUSE", "0")
-                .stdout(std::fs::File::create(p.dir.path().join("pebble.log")).unwrap())
+                .env("PEBBLE_WFE_NONCEREJECT", self.nonce_reject.to_string())
+                .stdout(log)
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("pebble (Debian package pebble) must be installed"),
         );
-        p.wait_ready().await;
-        p
+        self.wait_ready().await;
+    }
+
+    /// Stop the CA and start it again on the same addresses, with none of its state: no
+    /// accounts, no orders, a new issuing root (what a private CA whose database was reset
+    /// looks like).
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.spawn().await;
     }
 
     fn client(&self) -> reqwest::Client {
