@@ -271,7 +271,8 @@ impl Target {
             let path = ca.ok_or("wss needs --ca FILE")?;
             let pem = std::fs::read(path).map_err(|e| format!("{path}: {e}"))?;
             let mut roots = rustls::RootCertStore::empty();
-            for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+            use rustls::pki_types::{pem::PemObject, CertificateDer};
+            for c in CertificateDer::pem_slice_iter(&pem) {
                 roots
                     .add(c.map_err(|e| e.to_string())?)
                     .map_err(|e| e.to_string())?;

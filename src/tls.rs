@@ -9,6 +9,7 @@ use arc_swap::ArcSwapOption;
 use async_trait::async_trait;
 use pingora::listeners::TlsAccept;
 use pingora::protocols::tls::TlsRef;
+use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
@@ -235,7 +236,7 @@ pub fn load_pem(
     cert_name: &str,
     key_name: &str,
 ) -> Result<LoadedCert, TlsError> {
-    let chain: Vec<_> = rustls_pemfile::certs(&mut &cert_pem[..])
+    let chain: Vec<_> = CertificateDer::pem_slice_iter(cert_pem)
         .filter_map(Result::ok)
         .collect();
     if chain.is_empty() {
@@ -243,9 +244,8 @@ pub fn load_pem(
             path: cert_name.into(),
         });
     }
-    let key = rustls_pemfile::private_key(&mut &key_pem[..])
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
         .ok()
-        .flatten()
         .ok_or_else(|| TlsError::NoKey {
             path: key_name.into(),
         })?;

@@ -234,7 +234,8 @@ pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<Vec<u8>>, UpstreamErro
         reason,
     };
     let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
-    let certs: Vec<Vec<u8>> = rustls_pemfile::certs(&mut &pem[..])
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let certs: Vec<Vec<u8>> = CertificateDer::pem_slice_iter(&pem)
         .filter_map(Result::ok)
         .map(|c| c.to_vec())
         .collect();
@@ -255,11 +256,12 @@ pub fn side_client(site: &Site, extra_ca: &[Vec<u8>]) -> Result<reqwest::Client,
         .redirect(reqwest::redirect::Policy::none())
         .tls_built_in_root_certs(false);
     let cas: Vec<Vec<u8>> = if extra_ca.is_empty() {
-        rustls_native_certs::load_native_certs()
-            .map_err(|e| e.to_string())?
-            .into_iter()
-            .map(|c| c.to_vec())
-            .collect()
+        let found = rustls_native_certs::load_native_certs();
+        if found.certs.is_empty() {
+            let why: Vec<String> = found.errors.iter().map(|e| e.to_string()).collect();
+            return Err(format!("no system CA certificates: {}", why.join("; ")));
+        }
+        found.certs.into_iter().map(|c| c.to_vec()).collect()
     } else {
         extra_ca.to_vec()
     };

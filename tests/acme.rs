@@ -321,7 +321,8 @@ async fn a_due_certificate_is_renewed_in_place_and_survives_a_ca_outage() {
     assert!(waits[0] < waits[1] && waits[1] < waits[2], "{waits:?}");
     let last = account_dir(&edge).join("sites/a/cert.pem");
     let stored = std::fs::read(last).unwrap();
-    let stored_leaf = rustls_pemfile::certs(&mut &stored[..])
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let stored_leaf = CertificateDer::pem_slice_iter(&stored)
         .next()
         .unwrap()
         .unwrap();

@@ -76,3 +76,23 @@ fn jsonwebtoken_uses_only_its_rustcrypto_backend() {
         );
     }
 }
+
+#[test]
+fn graphfront_itself_depends_on_no_crate_an_advisory_calls_unmaintained() {
+    // RUSTSEC-2025-0134 (rustls-pemfile): PEM goes through rustls-pki-types' PemObject. pingora
+    // 0.9.1 still pulls it in; that edge is not ours to cut.
+    let packages = packages();
+    let ours = packages.iter().find(|p| name(p) == "graphfront").unwrap();
+    let deps: Vec<&str> = ours["dependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    for unmaintained in ["rustls-pemfile", "derivative", "proc-macro-error"] {
+        assert!(
+            !deps.iter().any(|d| d.split(' ').next() == Some(unmaintained)),
+            "graphfront depends on {unmaintained}: {deps:?}"
+        );
+    }
+}

@@ -14,7 +14,8 @@ pub fn tls_connector(ca_pem: &str) -> tokio_rustls::TlsConnector {
 /// [`tls_connector`] offering `alpn`.
 pub fn tls_connector_alpn(ca_pem: &str, alpn: &[&[u8]]) -> tokio_rustls::TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut ca_pem.as_bytes()) {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots.add(c.unwrap()).unwrap();
     }
     let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
