@@ -10,10 +10,10 @@ use std::process::Command;
 use std::sync::Arc;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use graphfront::auth::check_api_key;
+use graphfront::auth::jwt::{verify, IssuerKeys};
 use graphfront::config::auth::{ApiKey, Auth, Issuer, JwksSource, JwtMode, JwtSettings};
 use graphfront::graphql::{analyze_normalized, GraphqlRequest, Limits};
-use graphfront::proxy::auth::check_api_key;
-use graphfront::proxy::jwt::{verify, IssuerKeys};
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
@@ -35,7 +35,7 @@ fn rsa_key() -> EncodingKey {
 
 fn bench_tokens(c: &mut Criterion) {
     // As the edge does when its first issuer is set up: before anything else uses jsonwebtoken.
-    graphfront::proxy::jwt::install_crypto();
+    graphfront::auth::jwt::install_crypto();
     let key = rsa_key();
     let mut jwk = Jwk::from_encoding_key(&key, Algorithm::RS256).unwrap();
     jwk.common.key_id = Some("k1".into());

@@ -9,7 +9,8 @@
 
 use bytes::BytesMut;
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
-use graphfront::proxy::websocket::{text_frame, ClientStream, Limits, ServerStream, Verdict};
+use graphfront::realtime::frame::text_frame;
+use graphfront::realtime::stream::{ClientStream, Limits, ServerStream, Verdict};
 
 const LIMITS: Limits = Limits {
     max_frame: 1 << 20,

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 
+use crate::auth::jwt::{self, IssuerKeys};
 use crate::config::auth::{Issuer, JwksSource, JwtMode, JwtSettings};
 use crate::graphql::{self, GraphqlRequest, Limits};
-use crate::proxy::jwt::{self, IssuerKeys};
-use crate::proxy::websocket::{self, ClientStream, ServerStream, Verdict};
+use crate::realtime::stream::{self as websocket, ClientStream, ServerStream, Verdict};
 
 /// The largest document analysed, as the edge caps tokens before parsing.
 const MAX_TOKENS: u32 = 20_000;

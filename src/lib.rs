@@ -3,6 +3,7 @@
 
 pub mod acme;
 pub mod admin;
+pub mod auth;
 pub mod cache;
 pub mod config;
 pub mod daemon;
@@ -14,8 +15,10 @@ pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;
+pub mod realtime;
+pub mod rejection;
 pub mod routing;
 pub mod server;
-pub mod sigv4;
+pub mod site;
 pub mod tls;
 pub mod upstream;

@@ -373,7 +373,7 @@ const MAX_HEAD_LINES: usize = 256;
 
 /// A whole HTTP/1.1 answer with the edge's error body, closing the connection.
 fn answer(status: u16, reason: &str, code: &'static str, message: &str) -> Vec<u8> {
-    let body = crate::proxy::respond::EdgeError::new(status, code, message).body();
+    let body = crate::rejection::EdgeError::new(status, code, message).body();
     let mut out = format!(
         "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n\
          content-length: {}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n",

@@ -10,19 +10,13 @@
 //! | logging                  | metrics and one access-log event      | access              |
 
 mod access;
-mod analyse;
+pub(crate) mod analyse;
 mod apq;
-pub mod auth;
-mod authorizer;
 mod caching;
 mod cors;
 mod forward;
-pub mod jwt;
-mod realtime;
 pub mod respond;
-mod site;
 mod tagging;
-pub mod websocket;
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -38,11 +32,12 @@ use crate::config::Config;
 use crate::graphql::OperationKind;
 use crate::metrics;
 use crate::routing::{host_of, SiteTable};
+use crate::site::SiteRuntime;
 use crate::tls::TlsInfo;
 use crate::upstream::FailureKind;
+use crate::{auth, realtime};
 use analyse::Raw;
 use respond::EdgeError;
-pub use site::SiteRuntime;
 
 /// The proxy: the sites, the table that routes names to them, and the response cache.
 pub struct Edge {
@@ -543,8 +538,13 @@ impl ProxyHttp for Edge {
                     .get_retry_buffer()
                     .unwrap_or_default()
             });
-            crate::sigv4::sign_upstream(upstream_request, &body, signing, SystemTime::now())
-                .map_err(|e| Error::explain(ErrorType::InternalError, e))?;
+            crate::upstream::sigv4::sign_upstream(
+                upstream_request,
+                &body,
+                signing,
+                SystemTime::now(),
+            )
+            .map_err(|e| Error::explain(ErrorType::InternalError, e))?;
         }
         caching::upstream_request(ctx, upstream_request);
         ctx.upstream_sent = Some(Instant::now());
@@ -827,7 +827,7 @@ fn single_credentials(headers: &http::HeaderMap) -> Result<(), EdgeError> {
 /// (CORS): the one path for every error the edge writes.
 async fn answer(session: &mut Session, ctx: &RequestCtx, mut e: EdgeError) -> pingora::Result<()> {
     e.headers.extend(cors_headers(session, ctx));
-    e.send(session).await
+    respond::send(&e, session).await
 }
 
 fn cors_headers(session: &Session, ctx: &RequestCtx) -> Vec<(http::HeaderName, http::HeaderValue)> {

@@ -1,6 +1,8 @@
 //! Upstream peers: asynchronous, cached DNS (pingora's `HttpPeer::new` with a host name blocks
 //! and panics on failure), per-site TLS trust, timeouts and pooling, and error classification.
 
+pub mod sigv4;
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

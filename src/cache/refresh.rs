@@ -76,7 +76,7 @@ impl Refresher {
                 .get(http::header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_string);
-            let signed = crate::sigv4::signature_headers(
+            let signed = crate::upstream::sigv4::signature_headers(
                 req.method.as_str(),
                 &self.host,
                 &req.path_and_query,

@@ -14,13 +14,13 @@ use pingora::proxy::Session;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::site::SiteRuntime;
 use super::RequestCtx;
 use crate::cache::key::Decision;
 use crate::cache::tags::{self, Tag, Typed};
 use crate::cache::{RequestPlan, ResponseCache};
 use crate::config::cache::Invalidate;
 use crate::graphql::OperationKind;
+use crate::site::SiteRuntime;
 
 /// Responses larger than this are passed through unrewritten (and untagged).
 const REWRITE_LIMIT: usize = 8 * 1024 * 1024;

@@ -4,17 +4,21 @@
 //! `Authorization` for AWS_IAM). A request no mode accepts gets AppSync's 401 and never
 //! reaches the upstream.
 
+pub mod authorizer;
+pub mod iam;
+pub mod jwt;
+
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use pingora::proxy::Session;
 
-use super::authorizer::SiteAuthorizer;
-use super::jwt::{self, IssuerKeys};
-use super::respond::EdgeError;
 use crate::config::auth::Auth;
 use crate::config::Site;
 use crate::metrics;
+use crate::rejection::EdgeError;
+use authorizer::SiteAuthorizer;
+use jwt::IssuerKeys;
 use pingora_prometheus::prometheus::IntCounter;
 
 /// The accepted caller, as per-principal cache scopes and logs know it.
@@ -119,16 +123,12 @@ pub async fn check_headers(headers: &http::HeaderMap, site: &str, auth: &SiteAut
         .map(|v| (v, v.to_str().unwrap_or("")));
     // The mode the Authorization header is for: IAM for a SigV4 signature, else the token modes.
     let by_authorization = match (authorization, &auth.config.iam) {
-        (Some((_, text)), Some(iam)) if crate::sigv4::is_sigv4(text) => {
-            Some(sigv4(text, headers, iam))
-        }
+        (Some((_, text)), Some(iam)) if iam::is_sigv4(text) => Some(sigv4(text, headers, iam)),
         (Some((value, _)), _) if !auth.config.issuers.is_empty() => Some(token(value, auth).await),
         _ => None,
     };
     let for_authorizer = match (authorization, &auth.authorizer) {
-        (Some((_, text)), Some(_))
-            if !crate::sigv4::is_sigv4(text) || auth.config.iam.is_none() =>
-        {
+        (Some((_, text)), Some(_)) if !iam::is_sigv4(text) || auth.config.iam.is_none() => {
             Some(text)
         }
         _ => None,
@@ -195,7 +195,7 @@ pub async fn check_headers(headers: &http::HeaderMap, site: &str, auth: &SiteAut
 /// Count the authorizer's decision; the refusal as an edge error.
 pub fn authorizer_outcome(
     site: &str,
-    result: Result<(), super::authorizer::Refusal>,
+    result: Result<(), authorizer::Refusal>,
 ) -> Result<(), EdgeError> {
     let (outcome, reason) = match &result {
         Ok(()) => ("accepted", "ok"),
@@ -281,7 +281,7 @@ fn sigv4(
     iam: &crate::config::auth::IamCheck,
 ) -> Verdict {
     let date = headers.get("x-amz-date").and_then(|v| v.to_str().ok());
-    let result = crate::sigv4::precheck(authorization, date, iam, SystemTime::now())
+    let result = iam::precheck(authorization, date, iam, SystemTime::now())
         .map(|key_id| Accepted {
             principal: format!("iam:{key_id}"),
             verified: false,

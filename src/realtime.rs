@@ -5,6 +5,9 @@
 //! auth modes and, when configured, rewrites `host` to the upstream API's, as AppSync's own
 //! custom domains do.
 
+pub mod frame;
+pub mod stream;
+
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine;
 use http::header::SEC_WEBSOCKET_PROTOCOL;
@@ -17,15 +20,14 @@ use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 
-use super::analyse;
-use super::auth::{self, check_headers, Outcome};
-use super::respond::EdgeError;
-use super::site::SiteRuntime;
-use super::websocket::{
-    close_frame, text_frame, Advance, ClientStream, Close, Limits, ServerStream, Stats, Verdict,
-};
+use crate::auth::{self, check_headers, Outcome};
 use crate::config::WebSocketPolicy;
 use crate::metrics;
+use crate::proxy::analyse;
+use crate::rejection::EdgeError;
+use crate::site::SiteRuntime;
+use frame::{close_frame, text_frame, Close};
+use stream::{Advance, ClientStream, Limits, ServerStream, Stats, Verdict};
 
 /// Where the client put its auth header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,7 +128,8 @@ pub fn as_headers(fields: &Map<String, Value>) -> http::HeaderMap {
 /// Whether `fields` carry a SigV4 signature, which covers `host`: never rewritten.
 pub fn is_signed(fields: &Map<String, Value>) -> bool {
     fields.iter().any(|(k, v)| {
-        k.eq_ignore_ascii_case("authorization") && v.as_str().is_some_and(crate::sigv4::is_sigv4)
+        k.eq_ignore_ascii_case("authorization")
+            && v.as_str().is_some_and(crate::auth::iam::is_sigv4)
     })
 }
 

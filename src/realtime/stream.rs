@@ -2,27 +2,15 @@
 //! direction decoded incrementally, each text message judged before it is forwarded, within size
 //! caps; the upstream → client direction only counted.
 
-use std::hash::BuildHasher;
+use bytes::BytesMut;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use ring::rand::{SecureRandom, SystemRandom};
+use super::frame::{
+    apply_mask, encode, header_len, Close, CloseCode, HeadReader, Header, BINARY, CLOSE,
+    CONTINUATION, MAX_CONTROL, MAX_HEAD, PING, PONG, TEXT,
+};
 
-/// A close status code (RFC 6455 §7.4).
-pub type CloseCode = u16;
-
-/// The longest frame header: 2 bytes, a 64-bit length and a mask key.
-const MAX_HEAD: usize = 14;
-/// The longest control frame payload (RFC 6455 §5.5), and so of a close reason plus its code.
-const MAX_CONTROL: u64 = 125;
 /// A text message buffer grown beyond this is freed once its message is done, not kept.
 const KEEP_CAPACITY: usize = 64 * 1024;
-
-const CONTINUATION: u8 = 0x0;
-const TEXT: u8 = 0x1;
-const BINARY: u8 = 0x2;
-const CLOSE: u8 = 0x8;
-const PING: u8 = 0x9;
-const PONG: u8 = 0xA;
 
 /// Size caps for the client → upstream direction, in payload bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,38 +34,6 @@ pub enum Verdict {
     Close(CloseCode, &'static str),
 }
 
-/// Why the stream must be closed: the caller sends `close_frame(code, reason, false)` to the
-/// client and drops the connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("websocket closed with {code}: {reason}")]
-pub struct Close {
-    pub code: CloseCode,
-    pub reason: &'static str,
-}
-
-impl Close {
-    pub const NORMAL: CloseCode = 1000;
-    pub const PROTOCOL_ERROR: CloseCode = 1002;
-    pub const INVALID_PAYLOAD: CloseCode = 1007;
-    pub const POLICY_VIOLATION: CloseCode = 1008;
-    pub const MESSAGE_TOO_BIG: CloseCode = 1009;
-    pub const INTERNAL_ERROR: CloseCode = 1011;
-
-    const fn protocol(reason: &'static str) -> Self {
-        Close {
-            code: Self::PROTOCOL_ERROR,
-            reason,
-        }
-    }
-
-    const fn too_big(reason: &'static str) -> Self {
-        Close {
-            code: Self::MESSAGE_TOO_BIG,
-            reason,
-        }
-    }
-}
-
 /// Data messages completed by one `feed`, for metrics.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Stats {
@@ -85,106 +41,6 @@ pub struct Stats {
     pub messages: u64,
     /// Their payload bytes, as received (before any `Replace`).
     pub bytes: u64,
-}
-
-/// A frame header as read from the wire, kept byte for byte.
-#[derive(Debug, Clone, Copy)]
-struct Header {
-    raw: [u8; MAX_HEAD],
-    raw_len: u8,
-    fin: bool,
-    rsv: u8,
-    opcode: u8,
-    masked: bool,
-    len: u64,
-    key: [u8; 4],
-}
-
-impl Header {
-    fn parse(raw: &[u8]) -> Self {
-        let (b0, b1) = (raw[0], raw[1]);
-        let (len, at) = match b1 & 0x7f {
-            126 => (u64::from(u16::from_be_bytes([raw[2], raw[3]])), 4),
-            127 => {
-                let mut b = [0; 8];
-                b.copy_from_slice(&raw[2..10]);
-                (u64::from_be_bytes(b), 10)
-            }
-            n => (u64::from(n), 2),
-        };
-        let mut key = [0; 4];
-        if b1 & 0x80 != 0 {
-            key.copy_from_slice(&raw[at..at + 4]);
-        }
-        let mut copy = [0; MAX_HEAD];
-        copy[..raw.len()].copy_from_slice(raw);
-        Header {
-            raw: copy,
-            raw_len: raw.len() as u8,
-            fin: b0 & 0x80 != 0,
-            rsv: b0 & 0x70,
-            opcode: b0 & 0x0f,
-            masked: b1 & 0x80 != 0,
-            len,
-            key,
-        }
-    }
-
-    fn raw(&self) -> &[u8] {
-        &self.raw[..usize::from(self.raw_len)]
-    }
-
-    fn is_control(&self) -> bool {
-        self.opcode & 0x8 != 0
-    }
-}
-
-/// Collects a frame header split across chunks (at most `MAX_HEAD` bytes).
-#[derive(Debug, Default, Clone)]
-struct HeadReader {
-    buf: [u8; MAX_HEAD],
-    len: usize,
-}
-
-impl HeadReader {
-    /// Takes header bytes from `input`: how many it used, and the header once complete.
-    fn read(&mut self, input: &[u8]) -> (usize, Option<Header>) {
-        let mut used = 0;
-        loop {
-            let need = self.need();
-            if self.len == need {
-                self.len = 0;
-                return (used, Some(Header::parse(&self.buf[..need])));
-            }
-            let n = (need - self.len).min(input.len() - used);
-            if n == 0 {
-                return (used, None);
-            }
-            self.buf[self.len..self.len + n].copy_from_slice(&input[used..used + n]);
-            self.len += n;
-            used += n;
-        }
-    }
-
-    /// The header's full length, as far as the bytes read so far tell.
-    fn need(&self) -> usize {
-        if self.len < 2 {
-            2
-        } else {
-            header_len(self.buf[1])
-        }
-    }
-}
-
-/// A header's length, told by its second byte.
-fn header_len(b1: u8) -> usize {
-    let ext = match b1 & 0x7f {
-        126 => 2,
-        127 => 8,
-        _ => 0,
-    };
-    let mask = if b1 & 0x80 != 0 { 4 } else { 0 };
-    2 + ext + mask
 }
 
 /// The frame whose payload is being read.
@@ -566,89 +422,10 @@ impl ServerStream {
         stats
     }
 }
-
-/// A FIN text frame; client → server frames are `masked` with a fresh random key.
-pub fn text_frame(payload: &str, masked: bool) -> Bytes {
-    let mut out = BytesMut::new();
-    encode(&mut out, TEXT, payload.as_bytes(), masked);
-    out.freeze()
-}
-
-/// A Close frame; the reason is cut (at a character boundary) to fit a control frame.
-pub fn close_frame(code: CloseCode, reason: &str, masked: bool) -> Bytes {
-    let mut end = reason.len().min(MAX_CONTROL as usize - 2);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    let mut payload = Vec::with_capacity(2 + end);
-    payload.extend_from_slice(&code.to_be_bytes());
-    payload.extend_from_slice(&reason.as_bytes()[..end]);
-    let mut out = BytesMut::new();
-    encode(&mut out, CLOSE, &payload, masked);
-    out.freeze()
-}
-
-/// Appends one FIN frame, with the shortest length encoding.
-fn encode(out: &mut BytesMut, opcode: u8, payload: &[u8], masked: bool) {
-    out.reserve(MAX_HEAD + payload.len());
-    out.put_u8(0x80 | opcode);
-    let mask_bit = if masked { 0x80 } else { 0 };
-    match payload.len() {
-        n if n < 126 => out.put_u8(mask_bit | n as u8),
-        n if n <= usize::from(u16::MAX) => {
-            out.put_u8(mask_bit | 126);
-            out.put_u16(n as u16);
-        }
-        n => {
-            out.put_u8(mask_bit | 127);
-            out.put_u64(n as u64);
-        }
-    }
-    if !masked {
-        out.put_slice(payload);
-        return;
-    }
-    let key = mask_key();
-    out.put_slice(&key);
-    let start = out.len();
-    out.put_slice(payload);
-    apply_mask(&mut out[start..], key, 0);
-}
-
-/// A fresh, unpredictable mask key (RFC 6455 §5.3).
-fn mask_key() -> [u8; 4] {
-    let mut key = [0; 4];
-    if SystemRandom::new().fill(&mut key).is_err() {
-        // Only when the OS has no random source at all; std's per-process random hash keys
-        // still keep the key unpredictable to the peer.
-        let random = std::collections::hash_map::RandomState::new().hash_one(0u8);
-        key.copy_from_slice(&random.to_ne_bytes()[..4]);
-    }
-    key
-}
-
-/// XORs `buf` with `key`, `buf` starting `offset` bytes into the frame payload (masking and
-/// unmasking are the same operation).
-fn apply_mask(buf: &mut [u8], key: [u8; 4], offset: usize) {
-    let mut key = key;
-    key.rotate_left(offset % 4);
-    let wide = u64::from_ne_bytes([
-        key[0], key[1], key[2], key[3], key[0], key[1], key[2], key[3],
-    ]);
-    let mut words = buf.chunks_exact_mut(8);
-    for word in &mut words {
-        let mut bytes = [0; 8];
-        bytes.copy_from_slice(word);
-        word.copy_from_slice(&(u64::from_ne_bytes(bytes) ^ wide).to_ne_bytes());
-    }
-    for (i, b) in words.into_remainder().iter_mut().enumerate() {
-        *b ^= key[i % 4];
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::realtime::frame::{close_frame, text_frame};
     use proptest::prelude::*;
 
     const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
