@@ -16,7 +16,7 @@ use pingora::proxy::Session;
 use crate::config::auth::Auth;
 use crate::config::Site;
 use crate::metrics;
-use crate::rejection::EdgeError;
+use crate::rejection::{EdgeError, Rejection};
 use authorizer::SiteAuthorizer;
 use jwt::IssuerKeys;
 use pingora_prometheus::prometheus::IntCounter;
@@ -101,7 +101,7 @@ impl SiteAuth {
 }
 
 fn unauthorized(code: &'static str, message: &str) -> EdgeError {
-    EdgeError::new(401, code, message)
+    Rejection::Unauthorized(code).because(message)
 }
 
 /// One mode's verdict, with the labels it is counted under.

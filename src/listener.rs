@@ -32,6 +32,7 @@ use tokio::time::Sleep;
 
 use crate::config::ClientLimits;
 use crate::metrics;
+use crate::rejection::Rejection;
 
 /// Accepted connections by client address, and the handshakes still under way.
 pub struct Clients {
@@ -372,8 +373,9 @@ impl std::fmt::Debug for HeadGuard {
 const MAX_HEAD_LINES: usize = 256;
 
 /// A whole HTTP/1.1 answer with the edge's error body, closing the connection.
-fn answer(status: u16, reason: &str, code: &'static str, message: &str) -> Vec<u8> {
-    let body = crate::rejection::EdgeError::new(status, code, message).body();
+fn answer(rejection: Rejection, reason: &str, message: &str) -> Vec<u8> {
+    let status = rejection.status();
+    let body = rejection.because(message).body();
     let mut out = format!(
         "HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n\
          content-length: {}\r\ncache-control: no-store\r\nconnection: close\r\n\r\n",
@@ -386,17 +388,15 @@ fn answer(status: u16, reason: &str, code: &'static str, message: &str) -> Vec<u
 
 static TIMEOUT_408: LazyLock<Vec<u8>> = LazyLock::new(|| {
     answer(
-        408,
+        Rejection::RequestHeaderTimeout,
         "Request Timeout",
-        "REQUEST_HEADER_TIMEOUT",
         "the request head did not arrive in time",
     )
 });
 static TOO_LARGE_431: LazyLock<Vec<u8>> = LazyLock::new(|| {
     answer(
-        431,
+        Rejection::RequestHeaderTooLarge,
         "Request Header Fields Too Large",
-        "REQUEST_HEADER_TOO_LARGE",
         "the request head is larger than the edge accepts",
     )
 });

@@ -31,6 +31,7 @@ use crate::cache::ResponseCache;
 use crate::config::Config;
 use crate::graphql::OperationKind;
 use crate::metrics;
+use crate::rejection::Rejection;
 use crate::routing::{host_of, SiteTable};
 use crate::site::SiteRuntime;
 use crate::tls::TlsInfo;
@@ -144,9 +145,7 @@ impl Edge {
             .and_then(|t| t.sni_site);
         let site = |i: Option<usize>| i.map(|i| self.sites[i].clone());
         if host.is_empty() && !authority.is_empty() {
-            let e = EdgeError::new(
-                400,
-                "INVALID_HOST",
+            let e = Rejection::InvalidHost.because(
                 "the Host header is not a host name with an optional port from 1 to 65535",
             );
             return Err((e, site(sni_site)));
@@ -154,16 +153,12 @@ impl Edge {
         let by_host = self.table.lookup(host);
         match (by_host, sni_site) {
             (Some(h), Some(s)) if h != s => Err((
-                EdgeError::new(
-                    421,
-                    "MISDIRECTED_REQUEST",
-                    "the Host header names a site other than the one this TLS connection was made for",
-                ),
+                Rejection::Misdirected.because("the Host header names a site other than the one this TLS connection was made for"),
                 site(Some(h)),
             )),
             (Some(h), _) => Ok(self.sites[h].clone()),
             (None, s) => Err((
-                EdgeError::new(421, "MISDIRECTED_REQUEST", "no site is served for this Host"),
+                Rejection::Misdirected.because("no site is served for this Host"),
                 site(s),
             )),
         }
@@ -186,7 +181,7 @@ impl Edge {
         ctx: &mut RequestCtx,
         e: EdgeError,
     ) -> pingora::Result<bool> {
-        ctx.rejected = Some(e.code);
+        ctx.rejected = Some(e.code());
         if is_chunked(session) || !session.is_body_done() {
             // What follows an unread chunked body is never parsed as a request of its own
             // (analyse::read_post closes after a broken one).
@@ -195,7 +190,7 @@ impl Edge {
         let site = ctx.site.as_ref().map_or("none", |s| s.config.name.as_str());
         metrics::get()
             .rejections
-            .with_label_values(&[site, e.code])
+            .with_label_values(&[site, e.code()])
             .inc();
         answer(session, ctx, e).await?;
         Ok(true)
@@ -270,7 +265,7 @@ impl ProxyHttp for Edge {
         if get && !session.as_downstream_mut().is_body_empty() {
             // Only the query string of a GET is checked: a body would reach the upstream
             // unread (and a WebSocket handshake has none).
-            let e = EdgeError::new(400, "BODY_NOT_ALLOWED", "a GET request carries no body");
+            let e = Rejection::BodyNotAllowed.because("a GET request carries no body");
             return self.reject(session, ctx, e).await;
         }
         let path = session.req_header().uri.path();
@@ -278,28 +273,18 @@ impl ProxyHttp for Edge {
         let other_ws = site.config.websocket.paths.iter().any(|p| p == path);
         let upgrade = session.is_upgrade_req();
         if upgrade && !get {
-            let e = EdgeError::new(
-                400,
-                "WEBSOCKET_BAD_HANDSHAKE",
-                "a WebSocket handshake is a GET request",
-            );
+            let e =
+                Rejection::WebsocketBadHandshake.because("a WebSocket handshake is a GET request");
             return self.reject(session, ctx, e).await;
         }
         if appsync || other_ws || upgrade {
             if !upgrade {
-                let e = EdgeError::new(
-                    400,
-                    "WEBSOCKET_REQUIRED",
-                    "this path takes WebSocket upgrades only",
-                );
+                let e =
+                    Rejection::WebsocketRequired.because("this path takes WebSocket upgrades only");
                 return self.reject(session, ctx, e).await;
             }
             if !appsync && !other_ws {
-                let e = EdgeError::new(
-                    400,
-                    "WEBSOCKET_NOT_ALLOWED",
-                    "WebSocket upgrades are accepted only on this site's real-time path and its configured websocket paths",
-                );
+                let e = Rejection::WebsocketNotAllowed.because("WebSocket upgrades are accepted only on this site's real-time path and its configured websocket paths");
                 return self.reject(session, ctx, e).await;
             }
             let client = session
@@ -328,7 +313,7 @@ impl ProxyHttp for Edge {
             };
         }
         if path != site.config.graphql_path {
-            let e = EdgeError::new(404, "NOT_FOUND", format!("no GraphQL endpoint at {path}"));
+            let e = Rejection::NotFound.because(format!("no GraphQL endpoint at {path}"));
             return self.reject(session, ctx, e).await;
         }
         let mut authorizer_token = None;
@@ -358,12 +343,9 @@ impl ProxyHttp for Edge {
             http::Method::GET => Ok(analyse::read_get(session)),
             // CORS preflights are the upstream's to answer for now.
             http::Method::OPTIONS => return Ok(false),
-            _ => Err(EdgeError::new(
-                405,
-                "METHOD_NOT_ALLOWED",
-                "GraphQL takes POST (and GET for queries)",
-            )
-            .with_header("allow", "GET, POST, OPTIONS")),
+            _ => Err(Rejection::MethodNotAllowed
+                .because("GraphQL takes POST (and GET for queries)")
+                .with_header("allow", "GET, POST, OPTIONS")),
         };
         let (bytes, is_get) = match raw {
             Ok(Raw::Body(b)) => (b, false),
@@ -619,7 +601,7 @@ impl ProxyHttp for Edge {
         }
         let refusal = if upstream_side {
             let kind = ctx.failure.unwrap_or(FailureKind::Other);
-            EdgeError::new(kind.status(), kind.code(), upstream_message(kind))
+            Rejection::Upstream(kind).because(upstream_message(kind))
         } else if is_client_abort(e) {
             return FailToProxy {
                 error_code: 0,
@@ -628,20 +610,20 @@ impl ProxyHttp for Edge {
         } else {
             match e.etype() {
                 ErrorType::HTTPStatus(s) if *s < 500 => {
-                    EdgeError::new(*s, "BAD_REQUEST", "the request could not be processed")
+                    Rejection::Refused(*s).because("the request could not be processed")
                 }
-                ErrorType::HTTPStatus(s) => EdgeError::new(*s, "INTERNAL_ERROR", "internal error"),
+                ErrorType::HTTPStatus(s) => Rejection::Refused(*s).because("internal error"),
                 _ if e.esource() == &pingora::ErrorSource::Downstream => {
-                    EdgeError::new(400, "BAD_REQUEST", "the request could not be read")
+                    Rejection::Refused(400).because("the request could not be read")
                 }
-                _ => EdgeError::new(500, "INTERNAL_ERROR", "internal error"),
+                _ => Rejection::Internal.because("internal error"),
             }
         };
         // Once the response has started, the client can only see the connection close.
         let code = if session.response_written().is_some() {
             0
         } else {
-            let status = refusal.status;
+            let status = refusal.status();
             let _ = answer(session, ctx, refusal).await;
             status
         };
@@ -812,11 +794,9 @@ fn single_credentials(headers: &http::HeaderMap) -> Result<(), EdgeError> {
     for name in SINGLE_HEADERS {
         let mut values = headers.get_all(name).iter();
         if values.next().is_some() && values.next().is_some() {
-            return Err(EdgeError::new(
-                400,
-                "DUPLICATE_HEADER",
-                format!("the request carries the {name} header more than once"),
-            ));
+            return Err(Rejection::DuplicateHeader.because(format!(
+                "the request carries the {name} header more than once"
+            )));
         }
     }
     Ok(())

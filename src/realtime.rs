@@ -25,6 +25,7 @@ use crate::config::WebSocketPolicy;
 use crate::metrics;
 use crate::proxy::analyse;
 use crate::rejection::EdgeError;
+use crate::rejection::Rejection;
 use crate::site::SiteRuntime;
 use frame::{close_frame, text_frame, Close};
 use stream::{Advance, ClientStream, Limits, ServerStream, Stats, Verdict};
@@ -48,7 +49,7 @@ const SUBPROTOCOL_PREFIX: &str = "header-";
 const MAX_HEADER: usize = 16 * 1024;
 
 fn bad(message: &str) -> EdgeError {
-    EdgeError::new(400, "REALTIME_BAD_HEADER", message)
+    Rejection::RealtimeBadHeader.because(message)
 }
 
 fn decode(text: &str) -> Result<Map<String, Value>, EdgeError> {
@@ -208,10 +209,10 @@ pub fn error_message(id: &str, e: &EdgeError) -> String {
         "type": "error",
         "id": id,
         "payload": {"errors": [{
-            "errorType": e.error_type(),
+            "errorType": e.rejection.error_type(),
             "message": e.message,
-            "errorCode": e.status,
-            "extensions": {"code": e.code},
+            "errorCode": e.status(),
+            "extensions": {"code": e.code()},
         }]}
     })
     .to_string()
@@ -365,11 +366,10 @@ impl Socket {
                 .and_then(|e| e.get("authorization"))
                 .and_then(Value::as_object);
             let refused = match authorization {
-                None => Some(EdgeError::new(
-                    401,
-                    "AUTHORIZATION_MISSING",
-                    "the start message carries no extensions.authorization",
-                )),
+                None => Some(
+                    Rejection::Unauthorized("AUTHORIZATION_MISSING")
+                        .because("the start message carries no extensions.authorization"),
+                ),
                 Some(fields) => {
                     let headers = as_headers(fields);
                     match check_headers(&headers, &site.config.name, modes).await {
@@ -392,11 +392,10 @@ impl Socket {
                                 }
                                 // An operation the edge refuses is answered below.
                                 (Err(_), _) => None,
-                                (Ok(_), None) => Some(EdgeError::new(
-                                    401,
-                                    "AUTHORIZER_UNAVAILABLE",
-                                    "no authorizer can decide on this operation",
-                                )),
+                                (Ok(_), None) => Some(
+                                    Rejection::Unauthorized("AUTHORIZER_UNAVAILABLE")
+                                        .because("no authorizer can decide on this operation"),
+                                ),
                             }
                         }
                         Outcome::Rejected(e) => Some(e),
@@ -482,7 +481,7 @@ impl Socket {
                 count_refused(site, "operation");
                 let errors = serde_json::json!([{
                     "message": e.message,
-                    "extensions": {"code": e.code},
+                    "extensions": {"code": e.code()},
                 }]);
                 let reply = if kind == Some("subscribe") {
                     serde_json::json!({"type": "error", "id": id, "payload": errors})
@@ -527,8 +526,8 @@ fn check_operation(
     query: Option<&str>,
     operation_name: Option<&str>,
 ) -> Result<crate::graphql::Operation, EdgeError> {
-    let query = query
-        .ok_or_else(|| EdgeError::new(400, "INVALID_REQUEST", "the operation carries no query"))?;
+    let query =
+        query.ok_or_else(|| Rejection::InvalidRequest.because("the operation carries no query"))?;
     let analysis = crate::graphql::analyze_normalized(query, operation_name)
         .map_err(analyse::graphql_error)?;
     analyse::within_limits(&site.config, &analysis.complexity)?;
@@ -552,11 +551,7 @@ pub async fn open(
     if !origin_allowed(origin, &policy.allowed_origins) {
         return Err((
             "origin",
-            EdgeError::new(
-                403,
-                "ORIGIN_NOT_ALLOWED",
-                "WebSockets from this origin are not allowed",
-            ),
+            Rejection::OriginNotAllowed.because("WebSockets from this origin are not allowed"),
         ));
     }
     let mut header = if appsync {
@@ -568,10 +563,7 @@ pub async fn open(
         let Some(h) = &header else {
             return Err((
                 "auth",
-                EdgeError::new(
-                    401,
-                    "AUTHORIZATION_MISSING",
-                    "the real-time handshake carries no auth header (`header` parameter or `header-` subprotocol)",
+                Rejection::Unauthorized("AUTHORIZATION_MISSING").because("the real-time handshake carries no auth header (`header` parameter or `header-` subprotocol)",
                 ),
             ));
         };
@@ -635,11 +627,8 @@ impl Connections {
         if g.0 >= policy.max_connections {
             return Err((
                 "site_limit",
-                EdgeError::new(
-                    429,
-                    "TOO_MANY_CONNECTIONS",
-                    "this API has as many WebSocket connections open as it allows",
-                ),
+                Rejection::TooManyConnections
+                    .because("this API has as many WebSocket connections open as it allows"),
             ));
         }
         if let Some(ip) = client {
@@ -647,11 +636,8 @@ impl Connections {
             if *n >= policy.max_connections_per_client {
                 return Err((
                     "client_limit",
-                    EdgeError::new(
-                        429,
-                        "TOO_MANY_CONNECTIONS",
-                        "too many WebSocket connections from this address",
-                    ),
+                    Rejection::TooManyConnections
+                        .because("too many WebSocket connections from this address"),
                 ));
             }
             *n += 1;
@@ -756,7 +742,7 @@ mod tests {
             "/r?header=WzFd", // [1]: not an object
         ] {
             let e = auth_header(&request(uri, None)).unwrap_err();
-            assert_eq!((e.status, e.code), (400, "REALTIME_BAD_HEADER"));
+            assert_eq!((e.status(), e.code()), (400, "REALTIME_BAD_HEADER"));
         }
         assert_eq!(
             auth_header(&request("/r?payload=e30=", None)).unwrap(),

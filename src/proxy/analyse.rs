@@ -15,6 +15,7 @@ use crate::cache::key::{digest, document_key, raw_key, Decision, RequestPlan};
 use crate::cache::{policy, Analysed, ResponseCache};
 use crate::config::{Site, ANALYSED_BODY_LIMIT};
 use crate::graphql::{self, GraphqlRequest, OperationKind};
+use crate::rejection::Rejection;
 
 /// The request as read: what the operation is parsed from.
 pub enum Raw {
@@ -25,14 +26,14 @@ pub enum Raw {
 }
 
 pub fn graphql_error(e: graphql::GraphqlError) -> EdgeError {
-    EdgeError::new(400, e.code(), e.to_string())
+    Rejection::Graphql(e.code()).because(e.to_string())
 }
 
 /// The site's `[site.limits]` on a document's measure.
 pub fn within_limits(site: &Site, complexity: &graphql::Complexity) -> Result<(), EdgeError> {
     site.limits
         .check(complexity)
-        .map_err(|(code, message)| EdgeError::new(400, code, message))
+        .map_err(|(code, message)| Rejection::Graphql(code).because(message))
 }
 
 /// Read a GraphQL-over-HTTP POST body.
@@ -68,11 +69,8 @@ pub async fn read_post(
                 }
                 Ok(None) => return Ok(()),
                 Err(e) => {
-                    return Err(EdgeError::new(
-                        400,
-                        "BAD_REQUEST_BODY",
-                        format!("cannot read the request body: {e}"),
-                    ))
+                    return Err(Rejection::BadRequestBody
+                        .because(format!("cannot read the request body: {e}")))
                 }
             }
         }
@@ -85,11 +83,9 @@ pub async fn read_post(
                 .client_limits
                 .with_label_values(&["request_body_timeout"])
                 .inc();
-            Err(EdgeError::new(
-                408,
-                "REQUEST_BODY_TIMEOUT",
-                format!("the request body did not arrive within {deadline:?}"),
-            ))
+            Err(Rejection::RequestBodyTimeout.because(format!(
+                "the request body did not arrive within {deadline:?}"
+            )))
         }
     };
     if let Err(e) = read {
@@ -136,7 +132,7 @@ pub fn plan(
     }
     let request = if is_get {
         let qs = std::str::from_utf8(bytes)
-            .map_err(|_| EdgeError::new(400, "INVALID_REQUEST", "the query string is not UTF-8"))?;
+            .map_err(|_| Rejection::InvalidRequest.because("the query string is not UTF-8"))?;
         GraphqlRequest::from_query_string(qs)
     } else {
         GraphqlRequest::from_json(bytes)
@@ -200,12 +196,12 @@ pub fn check_get(plan: &RequestPlan) -> Result<(), EdgeError> {
     if plan.kind == OperationKind::Query {
         return Ok(());
     }
-    Err(EdgeError::new(
-        405,
-        "METHOD_NOT_ALLOWED",
-        format!("a {} cannot be sent with GET; use POST", plan.kind.as_str()),
-    )
-    .with_header("allow", "POST"))
+    Err(Rejection::MethodNotAllowed
+        .because(format!(
+            "a {} cannot be sent with GET; use POST",
+            plan.kind.as_str()
+        ))
+        .with_header("allow", "POST"))
 }
 
 fn content_length(session: &Session) -> Result<Option<u64>, EdgeError> {
@@ -220,22 +216,18 @@ fn content_length(session: &Session) -> Result<Option<u64>, EdgeError> {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .map(Some)
-            .ok_or_else(|| EdgeError::new(400, "BAD_REQUEST_BODY", "invalid Content-Length")),
+            .ok_or_else(|| Rejection::BadRequestBody.because("invalid Content-Length")),
     }
 }
 
 fn over_analysed_limit() -> EdgeError {
-    EdgeError::new(
-        413,
-        "BODY_TOO_LARGE",
-        format!("request bodies may be at most {ANALYSED_BODY_LIMIT} bytes"),
-    )
+    Rejection::BodyTooLarge.because(format!(
+        "request bodies may be at most {ANALYSED_BODY_LIMIT} bytes"
+    ))
 }
 
 fn too_large(max: u64) -> EdgeError {
-    EdgeError::new(
-        413,
-        "BODY_TOO_LARGE",
-        format!("the request body is larger than this site's limit of {max} bytes"),
-    )
+    Rejection::BodyTooLarge.because(format!(
+        "the request body is larger than this site's limit of {max} bytes"
+    ))
 }

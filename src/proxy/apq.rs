@@ -22,6 +22,7 @@ use super::{Edge, RequestCtx, SiteRuntime};
 use crate::config::Site;
 use crate::graphql::Limits;
 use crate::metrics;
+use crate::rejection::Rejection;
 
 /// Per stored query, besides its text: the key and moka's bookkeeping.
 const ENTRY_OVERHEAD: usize = 96;
@@ -217,11 +218,10 @@ fn resolve(store: Option<&SiteStore>, limits: &Limits, bytes: &[u8], is_get: boo
             let digest = ring::digest::digest(&ring::digest::SHA256, q.as_bytes());
             if h.as_ref().map(<[u8; 32]>::as_slice) != Some(digest.as_ref()) {
                 store.mismatch.inc();
-                return Verdict::Reject(EdgeError::new(
-                    400,
-                    "PERSISTED_QUERY_HASH_MISMATCH",
-                    "provided sha does not match query",
-                ));
+                return Verdict::Reject(
+                    Rejection::PersistedQueryHashMismatch
+                        .because("provided sha does not match query"),
+                );
             }
             // Only documents the site would accept take room in the store; the others are
             // refused below with their own error.
@@ -232,9 +232,7 @@ fn resolve(store: Option<&SiteStore>, limits: &Limits, bytes: &[u8], is_get: boo
             q
         }
         (None, None) => {
-            return Verdict::Reject(EdgeError::new(
-                400,
-                "INVALID_REQUEST",
+            return Verdict::Reject(Rejection::InvalidRequest.because(
                 "`extensions.persistedQuery.sha256Hash` must be a SHA-256 hash in hexadecimal",
             ))
         }
@@ -256,7 +254,7 @@ fn resolve(store: Option<&SiteStore>, limits: &Limits, bytes: &[u8], is_get: boo
                     map.insert("query".into(), q);
                     serde_json::to_vec(&map)
                 })
-                .map_err(|e| EdgeError::new(400, "INVALID_REQUEST", e.to_string()));
+                .map_err(|e| Rejection::InvalidRequest.because(e.to_string()));
             match body {
                 Ok(b) => Verdict::Body(Bytes::from(b)),
                 Err(e) => Verdict::Reject(e),
@@ -278,16 +276,13 @@ fn resolve(store: Option<&SiteStore>, limits: &Limits, bytes: &[u8], is_get: boo
 
 /// The hash of a well-formed `persistedQuery` (`None`: not 64 hexadecimal digits).
 fn check_persisted(persisted: &Value) -> Result<Option<[u8; 32]>, EdgeError> {
-    let invalid = |m: &str| EdgeError::new(400, "INVALID_REQUEST", m);
+    let invalid = |m: &str| Rejection::InvalidRequest.because(m);
     let Value::Object(pq) = persisted else {
         return Err(invalid("`extensions.persistedQuery` must be an object"));
     };
     if pq.get("version").and_then(Value::as_u64) != Some(1) {
-        return Err(EdgeError::new(
-            400,
-            "PERSISTED_QUERY_VERSION_NOT_SUPPORTED",
-            "Unsupported persisted query version",
-        ));
+        return Err(Rejection::PersistedQueryVersionNotSupported
+            .because("Unsupported persisted query version"));
     }
     match pq.get("sha256Hash") {
         Some(Value::String(h)) => Ok(decode_hex(h)),

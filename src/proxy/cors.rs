@@ -8,6 +8,7 @@ use pingora::proxy::Session;
 use super::respond::EdgeError;
 use crate::config::cors::Cors;
 use crate::config::Site;
+use crate::rejection::Rejection;
 
 impl Cors {
     /// The `Access-Control-Allow-Origin` value for this request's Origin, if allowed.
@@ -113,12 +114,8 @@ pub fn check_csrf(session: &Session, site: &Site) -> Result<(), EdgeError> {
     {
         return Ok(());
     }
-    Err(EdgeError::new(
-        400,
-        "CSRF_PREVENTED",
-        format!(
+    Err(Rejection::CsrfPrevented.because(format!(
             "this request was blocked as a potential cross-site request forgery: send Content-Type: application/json, or one of these headers: {}",
             site.csrf_required_headers.iter().map(|h| h.as_str()).collect::<Vec<_>>().join(", ")
-        ),
-    ))
+        )))
 }

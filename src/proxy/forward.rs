@@ -5,6 +5,7 @@ use pingora::http::RequestHeader;
 use pingora::proxy::Session;
 
 use crate::config::Endpoint;
+use crate::rejection::Rejection;
 
 /// Rewrite the upstream request for `endpoint`, keeping the client's query string.
 pub fn rewrite(
@@ -75,9 +76,8 @@ pub fn rewrite(
 /// A GraphQL GET's query string as the equivalent POST body (`query`, `operationName`,
 /// `variables`, `extensions`), for upstreams that take POST only (AppSync).
 pub fn get_as_post_body(query_string: &[u8]) -> Result<bytes::Bytes, super::respond::EdgeError> {
-    let qs = std::str::from_utf8(query_string).map_err(|_| {
-        super::respond::EdgeError::new(400, "INVALID_REQUEST", "the query string is not UTF-8")
-    })?;
+    let qs = std::str::from_utf8(query_string)
+        .map_err(|_| Rejection::InvalidRequest.because("the query string is not UTF-8"))?;
     let req = crate::graphql::GraphqlRequest::from_query_string(qs)
         .map_err(super::analyse::graphql_error)?;
     let mut body = serde_json::Map::new();

@@ -8,7 +8,7 @@ pub use crate::rejection::EdgeError;
 /// Write the whole answer. Errors writing mean the client went away; nothing to do.
 pub async fn send(e: &EdgeError, session: &mut Session) -> pingora::Result<()> {
     let body = e.body();
-    let mut h = ResponseHeader::build(e.status, Some(4))?;
+    let mut h = ResponseHeader::build(e.status(), Some(4))?;
     h.insert_header("content-type", "application/json")?;
     h.insert_header("content-length", body.len().to_string())?;
     h.insert_header("cache-control", "no-store")?;
@@ -16,7 +16,7 @@ pub async fn send(e: &EdgeError, session: &mut Session) -> pingora::Result<()> {
         h.append_header(k.clone(), v.clone())?;
     }
     // A client too slow with its body (408) is not waited for again.
-    if !session.is_body_done() && (e.status == 408 || !drain_body(session).await) {
+    if !session.is_body_done() && (e.status() == 408 || !drain_body(session).await) {
         // The unread rest would be taken for the next request: close after answering.
         session.set_keepalive(None);
     }

@@ -63,7 +63,7 @@ fn body_of(v: Verdict) -> Value {
 
 fn code_of(v: Verdict) -> (u16, &'static str) {
     match v {
-        Verdict::Reject(e) => (e.status, e.code),
+        Verdict::Reject(e) => (e.status(), e.code()),
         Verdict::Answer((_, code)) => (200, code),
         other => panic!("expected an answer, got {other:?}"),
     }
