@@ -101,7 +101,7 @@ fn browser_refusal(config: &Config, session: &ServerSession) -> Option<Response<
 impl AdminApp {
     /// Ready when every site has a certificate to serve and the process is not stopping.
     fn readiness(&self) -> Response<Vec<u8>> {
-        if crate::server::draining() {
+        if crate::server::lifecycle::draining() {
             return json(503, serde_json::json!({"ready": false, "draining": true}));
         }
         let missing: Vec<&str> = self

@@ -8,7 +8,7 @@ pub mod purge;
 pub mod refresh;
 pub mod tags;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -34,6 +34,28 @@ pub struct Analysed {
 }
 
 use crate::metrics;
+
+/// What the rules need from a response body: its types, and whether it has errors.
+#[derive(Debug, Default)]
+pub struct Read {
+    pub typenames: BTreeSet<String>,
+    pub errors: bool,
+}
+
+impl Read {
+    /// Parse `body`: a JSON object with `data`, or the reason it is not cached.
+    pub fn parse(body: &[u8]) -> Result<Self, &'static str> {
+        let parsed: serde_json::Value = serde_json::from_slice(body).map_err(|_| "not-json")?;
+        let obj = parsed.as_object().ok_or("not-json")?;
+        if obj.get("errors").is_some_and(|e| !e.is_null()) {
+            return Err("errors");
+        }
+        Ok(Self {
+            typenames: policy::typenames(obj.get("data").ok_or("no-data")?),
+            errors: false,
+        })
+    }
+}
 
 /// A cached response, ready to be written.
 pub struct Entry {

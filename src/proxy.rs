@@ -242,7 +242,7 @@ impl ProxyHttp for Edge {
             // then pingora closes the connection after the answer.
             h1.set_pipelining_enabled(!chunked);
         }
-        if crate::server::draining() {
+        if crate::server::lifecycle::draining() {
             session.set_keepalive(None);
         }
         let site = match self.route(session) {
@@ -675,7 +675,7 @@ impl ProxyHttp for Edge {
                 for reply in from.replies {
                     session.write_response_body(Some(reply), false).await?;
                 }
-                if crate::server::draining() {
+                if crate::server::lifecycle::draining() {
                     let close = socket.close_for_client(1001, "the edge is restarting");
                     session.write_response_body(Some(close), false).await?;
                 }
@@ -725,7 +725,7 @@ impl ProxyHttp for Edge {
         if let Some(chunk) = body.as_ref() {
             socket.upstream_chunk(site, chunk);
         }
-        if crate::server::draining() {
+        if crate::server::lifecycle::draining() {
             let close = socket.close_for_client(1001, "the edge is restarting");
             let mut out = bytes::BytesMut::new();
             if let Some(chunk) = body.take() {

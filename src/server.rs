@@ -1,7 +1,8 @@
 //! Assembles the pingora server from a validated configuration: the https proxy with the
 //! certificate store, the port-80 redirect, the admin listener and the certificate watcher.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+pub mod lifecycle;
+
 use std::sync::Arc;
 
 use pingora::listeners::tls::TlsSettings;
@@ -130,6 +131,7 @@ pub fn build(config: Config, upgrade: bool) -> anyhow::Result<Server> {
     for addr in &config.https {
         let mut tls = TlsSettings::with_callbacks(Box::new(HandshakeHook {
             store: certs.clone(),
+            established: crate::listener::established,
         }))?;
         tls.set_cert_resolver(certs.clone());
         if config.h2 {
@@ -254,16 +256,6 @@ impl BackgroundService for DrainWatcher {
     }
 }
 
-/// Set when a stop or an upgrade begins. From then on HTTP/1.1 responses close their
-/// connection, so busy keep-alive clients reconnect (to the new process, during an upgrade)
-/// before pingora closes the idle connections of this one.
-static DRAINING: AtomicBool = AtomicBool::new(false);
-
-/// Whether this process is stopping or handing over to a new one.
-pub fn draining() -> bool {
-    DRAINING.load(Ordering::Relaxed)
-}
-
 /// pingora's signals (SIGQUIT: hand the sockets over and stop; SIGTERM: stop gracefully;
 /// SIGINT: stop now), with draining started as soon as a graceful one arrives. After SIGTERM
 /// the listeners keep accepting for `drain_notice` (a SIGINT cuts it short), so `/readyz`
@@ -285,7 +277,7 @@ impl ShutdownSignalWatch for Signals {
             _ = int.recv() => ShutdownSignal::FastShutdown,
         };
         if !matches!(received, ShutdownSignal::FastShutdown) {
-            DRAINING.store(true, Ordering::Relaxed);
+            lifecycle::begin_draining();
         }
         tracing::info!(signal = ?received, "stopping");
         if matches!(received, ShutdownSignal::GracefulTerminate) && !self.drain_notice.is_zero() {

@@ -1,6 +1,8 @@
 //! A site as the request path uses it: its configuration, its upstream peers and its metric
 //! handles resolved once (label lookups kept off the hot path).
 
+pub mod websockets;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +32,7 @@ pub struct SiteRuntime {
     bytes_in: Counter,
     bytes_out: Counter,
     /// Open WebSockets, for the connection limits.
-    pub websockets: Arc<super::realtime::Connections>,
+    pub websockets: Arc<websockets::Connections>,
     pub ws: WebSocketCounters,
 }
 

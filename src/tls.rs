@@ -184,9 +184,11 @@ impl Drop for OpenConnection {
     }
 }
 
-/// Pingora callback after each handshake: count it and pass the SNI's site on.
+/// Pingora callback after each handshake: count it, tell the listener (`established`, which
+/// lifts the handshake deadline) and pass the SNI's site on.
 pub struct HandshakeHook {
     pub store: Arc<CertStore>,
+    pub established: fn(),
 }
 
 #[async_trait]
@@ -196,7 +198,7 @@ impl TlsAccept for HandshakeHook {
         tls: &TlsRef,
     ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
         metrics::get().tls_handshakes.inc();
-        crate::listener::established();
+        (self.established)();
         let sni_site = tls.server_name().and_then(|n| self.store.names.lookup(n));
         Some(Arc::new(TlsInfo {
             sni_site,

@@ -1,6 +1,5 @@
 //! Turning an upstream response into a cache entry, or saying why not (a bounded reason).
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -10,7 +9,7 @@ use pingora::http::ResponseHeader;
 use super::key::CachePlan;
 use super::policy;
 use super::refresh::RefreshRequest;
-use super::Entry;
+use super::{Entry, Read};
 use crate::config::cache::CachePolicy;
 
 /// Whether the upstream response header allows caching at all (before the body arrives).
@@ -39,28 +38,6 @@ pub fn check_header(status: u16, headers: &http::HeaderMap) -> Result<(), &'stat
         return Err("vary");
     }
     Ok(())
-}
-
-/// What the rules need from a response body: its types, and whether it has errors.
-#[derive(Debug, Default)]
-pub struct Read {
-    pub typenames: BTreeSet<String>,
-    pub errors: bool,
-}
-
-impl Read {
-    /// Parse `body`: a JSON object with `data`, or the reason it is not cached.
-    fn parse(body: &[u8]) -> Result<Self, &'static str> {
-        let parsed: serde_json::Value = serde_json::from_slice(body).map_err(|_| "not-json")?;
-        let obj = parsed.as_object().ok_or("not-json")?;
-        if obj.get("errors").is_some_and(|e| !e.is_null()) {
-            return Err("errors");
-        }
-        Ok(Self {
-            typenames: policy::typenames(obj.get("data").ok_or("no-data")?),
-            errors: false,
-        })
-    }
 }
 
 /// Build the entry for a complete 200 response, or the reason it is not cached. `read`: what

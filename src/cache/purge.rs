@@ -309,6 +309,14 @@ mod tests {
     use super::*;
     use crate::cache::Freshness;
 
+    #[test]
+    fn every_kind_has_its_metric_label() {
+        assert_eq!(
+            PurgeKind::EVERY.map(|k| k.label()),
+            crate::metrics::PURGE_KINDS
+        );
+    }
+
     fn key(n: u8) -> CacheKey {
         let mut k = [0u8; 32];
         k[0] = n;

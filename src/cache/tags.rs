@@ -278,7 +278,7 @@ pub struct Processed {
     /// The types and entities in its `data`.
     pub tags: HashSet<Tag>,
     /// What the cache's rules read from it (so the cache does not parse it again).
-    pub read: super::fill::Read,
+    pub read: super::Read,
 }
 
 /// Tag a complete response and strip the `__typename`s the client did not ask for (when the
@@ -292,7 +292,7 @@ pub fn process(
 ) -> Option<Processed> {
     let strips = typed.strips();
     let mut walk = Walk::run(raw, strips, key_fields)?;
-    let read = super::fill::Read {
+    let read = super::Read {
         // Every type, the ones only the edge asked for too: type rules apply either way.
         typenames: walk.types().map(str::to_string).collect(),
         errors: walk.errors,

@@ -40,7 +40,7 @@ pub struct Tagging {
     /// its variables are read if the response needs them.
     request: Option<(Bytes, bool)>,
     /// What tagging read from the response, for the cache's rules.
-    pub read: Option<crate::cache::fill::Read>,
+    pub read: Option<crate::cache::Read>,
 }
 
 /// The operation's own tags: its name and root fields.
