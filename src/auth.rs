@@ -11,8 +11,6 @@ pub mod jwt;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use pingora::proxy::Session;
-
 use crate::config::auth::Auth;
 use crate::config::Site;
 use crate::metrics;
@@ -111,10 +109,6 @@ struct Verdict {
 }
 
 /// Check the request against the site's modes.
-pub async fn check(session: &Session, site: &str, auth: &SiteAuth) -> Outcome {
-    check_headers(&session.req_header().headers, site, auth).await
-}
-
 /// Check credentials carried in `headers` (a request's, or those of AppSync real-time's
 /// `header` parameter and `start` messages) against the site's modes.
 pub async fn check_headers(headers: &http::HeaderMap, site: &str, auth: &SiteAuth) -> Outcome {

@@ -1,13 +1,19 @@
-//! The edge's `ProxyHttp`: each phase calls into the module that owns the concern.
+//! The edge's `ProxyHttp`: each phase is a few lines that call into the module owning the
+//! concern. pingora's phase chart, as graphfront uses it:
 //!
-//! | pingora phase            | what happens                          | module              |
-//! |--------------------------|---------------------------------------|---------------------|
-//! | request_filter           | route by Host/SNI, GraphQL pre-check  | routing, analyse    |
-//! | upstream_peer            | resolved, pooled upstream peer        | upstream            |
-//! | upstream_request_filter  | path, Host, X-Forwarded-*             | forward             |
-//! | upstream_response_filter | upstream latency                      | metrics             |
-//! | fail_to_proxy            | 502/504 as a GraphQL error            | respond, upstream   |
-//! | logging                  | metrics and one access-log event      | access              |
+//! | pingora phase                  | what happens                                          | module                 |
+//! |--------------------------------|-------------------------------------------------------|------------------------|
+//! | request_filter                 | route by Host/SNI; admit a real-time upgrade, or check, plan and maybe answer a GraphQL request | routing, [`upgrade`], [`graphql`] |
+//! | upstream_peer                  | the site's resolved, pooled upstream (or real-time) peer | upstream            |
+//! | fail_to_connect                | the next address of the upstream's name                | upstream               |
+//! | upstream_request_filter        | path, Host, X-Forwarded-*, rewritten body or query, SigV4, cache headers | [`forward`], caching |
+//! | request_body_filter            | the rewritten body; WebSocket frames from the client   | [`forward`], [`upgrade`] |
+//! | upstream_response_filter       | upstream latency, cache and tag bookkeeping            | caching, tagging       |
+//! | upstream_response_body_filter  | cache fill, entity tags, purges                        | caching, tagging       |
+//! | response_filter                | CORS, `x-cache`, the 101 of an upgrade                 | cors, caching, [`upgrade`] |
+//! | response_body_filter           | WebSocket frames to the client (1001 while stopping)   | [`upgrade`]            |
+//! | fail_to_proxy                  | stale-if-error, or 502/504 as a GraphQL error          | caching, respond       |
+//! | logging                        | metrics and one access-log event                       | access, [`upgrade`]    |
 
 mod access;
 pub(crate) mod analyse;
@@ -15,11 +21,13 @@ mod apq;
 mod caching;
 mod cors;
 mod forward;
+mod graphql;
 pub mod respond;
 mod tagging;
+mod upgrade;
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use async_trait::async_trait;
 use pingora::http::{RequestHeader, ResponseHeader};
@@ -27,17 +35,17 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::{Error, ErrorType};
 
+use crate::auth::Principal;
 use crate::cache::ResponseCache;
 use crate::config::Config;
 use crate::graphql::OperationKind;
 use crate::metrics;
+use crate::realtime::Socket;
 use crate::rejection::Rejection;
 use crate::routing::{host_of, SiteTable};
 use crate::site::SiteRuntime;
 use crate::tls::TlsInfo;
 use crate::upstream::FailureKind;
-use crate::{auth, realtime};
-use analyse::Raw;
 use respond::EdgeError;
 
 /// The proxy: the sites, the table that routes names to them, and the response cache.
@@ -55,33 +63,49 @@ pub struct Edge {
 /// Per-request state shared by the phases.
 pub struct RequestCtx {
     started: Instant,
-    /// Counts the request in flight from `request_filter` until the request ends.
+    /// Counts the request in flight from `request_filter` until the context is dropped.
     in_flight: Option<metrics::InFlight>,
+    /// The routed site.
+    site: Option<Arc<SiteRuntime>>,
     /// For a request refused before it had a site: the site whose CORS headers it carries.
     headers_from: Option<Arc<SiteRuntime>>,
-    site: Option<Arc<SiteRuntime>>,
-    operation: Option<OperationKind>,
-    realtime: bool,
+    /// What kind of request this is, with the state only that kind has.
+    kind: Kind,
+    /// The code of the edge's own answer, when it refused the request.
+    rejected: Option<&'static str>,
+    /// The upstream leg: when the request went, how it failed.
     upstream_sent: Option<Instant>,
     failure: Option<FailureKind>,
-    rejected: Option<&'static str>,
+    connect_failures: usize,
+}
+
+/// What a request is, once `request_filter` has looked at it.
+pub enum Kind {
+    /// Not (yet) classified: refused early, or a CORS preflight answered at the edge.
+    Pending,
+    /// A request to the GraphQL path, analysed by the edge.
+    Graphql(Graphql),
+    /// A WebSocket that passed the handshake checks (AppSync real-time, or a path forwarded as
+    /// is). Boxed: it holds both directions' decoders.
+    Realtime(Box<Socket>),
+    /// Forwarded without analysis (an OPTIONS preflight the site has no CORS policy for).
+    Passthrough,
+}
+
+/// The state of a GraphQL request between the phases.
+#[derive(Default)]
+pub struct Graphql {
+    operation: Option<OperationKind>,
+    /// Who the auth pre-check accepted.
+    principal: Option<Principal>,
+    /// Auth accepted credentials only the upstream can verify (IAM): no cache.
+    unverified_auth: bool,
     /// Boxed, like the other parts only some requests use: the context is moved with the
     /// request's futures, so its size is copied on every request.
     cache: Option<Box<caching::CacheState>>,
     cache_status: Option<caching::Status>,
     /// Whether the collected response was stored, or why not.
     stored: Option<Result<(), &'static str>>,
-    connect_failures: usize,
-    /// Who the auth pre-check accepted.
-    principal: Option<auth::Principal>,
-    /// The upstream switched protocols: this session is a proxied WebSocket.
-    websocket: bool,
-    /// Auth accepted credentials only the upstream can verify (IAM): no cache.
-    unverified_auth: bool,
-    /// A WebSocket upgrade that passed the handshake checks.
-    socket: Option<Box<realtime::Socket>>,
-    /// The path of a WebSocket forwarded as is (`websocket.paths`).
-    ws_path: Option<String>,
     /// The request body the upstream gets instead of the client's (the edge rewrote the
     /// request: a persisted query expanded, `__typename` added for cache tags).
     upstream_body: Option<bytes::Bytes>,
@@ -93,6 +117,34 @@ pub struct RequestCtx {
     body_replaced: bool,
     /// The response is tagged (a cached query, or a mutation that may purge).
     tags: Option<Box<tagging::Tagging>>,
+}
+
+impl RequestCtx {
+    fn graphql(&self) -> Option<&Graphql> {
+        match &self.kind {
+            Kind::Graphql(g) => Some(g),
+            _ => None,
+        }
+    }
+
+    fn graphql_mut(&mut self) -> Option<&mut Graphql> {
+        match &mut self.kind {
+            Kind::Graphql(g) => Some(g),
+            _ => None,
+        }
+    }
+
+    fn socket(&self) -> Option<&Socket> {
+        match &self.kind {
+            Kind::Realtime(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// AppSync real-time: its own upstream endpoint, never signed by the edge.
+    fn appsync_realtime(&self) -> bool {
+        self.socket().is_some_and(|s| s.appsync)
+    }
 }
 
 /// Connection attempts per request when the upstream's name has several addresses.
@@ -164,6 +216,53 @@ impl Edge {
         }
     }
 
+    /// What holds for every request before its kind matters: pipelining, draining, the route,
+    /// a CORS preflight, credentials sent once, no body on a GET. `None` when it was answered.
+    async fn admit(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> pingora::Result<Option<Arc<SiteRuntime>>> {
+        let chunked = is_chunked(session);
+        if let pingora::protocols::http::ServerSession::H1(h1) = session.as_downstream_mut() {
+            // Requests pipelined behind this one are answered in order, not dropped; but not
+            // behind a chunked body, where a client and the edge could disagree on its end:
+            // then pingora closes the connection after the answer.
+            h1.set_pipelining_enabled(!chunked);
+        }
+        if crate::server::lifecycle::draining() {
+            session.set_keepalive(None);
+        }
+        let site = match self.route(session) {
+            Ok(site) => site,
+            Err((e, headers_from)) => {
+                ctx.headers_from = headers_from;
+                self.reject(session, ctx, e).await?;
+                return Ok(None);
+            }
+        };
+        ctx.site = Some(site.clone());
+        if let Some(policy) = &site.config.cors {
+            if cors::preflight(session, policy).await? {
+                return Ok(None);
+            }
+        }
+        let refusal = single_credentials(&session.req_header().headers)
+            .err()
+            .or_else(|| {
+                let get = session.req_header().method == http::Method::GET;
+                // Only the query string of a GET is checked: a body would reach the upstream
+                // unread (and a WebSocket handshake has none).
+                (get && !session.as_downstream_mut().is_body_empty())
+                    .then(|| Rejection::BodyNotAllowed.because("a GET request carries no body"))
+            });
+        if let Some(e) = refusal {
+            self.reject(session, ctx, e).await?;
+            return Ok(None);
+        }
+        Ok(Some(site))
+    }
+
     fn count_upstream_failure(&self, ctx: &mut RequestCtx, e: &Error) {
         let kind = ctx.failure.unwrap_or_else(|| FailureKind::of(e));
         ctx.failure = Some(kind);
@@ -175,6 +274,7 @@ impl Edge {
         }
     }
 
+    /// Answer `e` (counted, with the site's CORS headers): the request is done.
     async fn reject(
         &self,
         session: &mut Session,
@@ -205,214 +305,33 @@ impl ProxyHttp for Edge {
         RequestCtx {
             started: Instant::now(),
             in_flight: None,
-            headers_from: None,
             site: None,
-            operation: None,
-            realtime: false,
-            socket: None,
-            ws_path: None,
-            upstream_body: None,
-            upstream_query: None,
-            get_as_post: false,
-            body_replaced: false,
-            tags: None,
+            headers_from: None,
+            kind: Kind::Pending,
+            rejected: None,
             upstream_sent: None,
             failure: None,
-            rejected: None,
-            cache: None,
-            cache_status: None,
-            stored: None,
             connect_failures: 0,
-            principal: None,
-            websocket: false,
-            unverified_auth: false,
         }
     }
 
+    /// Route, then admit a real-time upgrade or handle a GraphQL request.
     async fn request_filter(
         &self,
         session: &mut Session,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<bool> {
         ctx.in_flight = Some(metrics::InFlight::start());
-        let chunked = is_chunked(session);
-        if let pingora::protocols::http::ServerSession::H1(h1) = session.as_downstream_mut() {
-            // Requests pipelined behind this one are answered in order, not dropped; but not
-            // behind a chunked body, where a client and the edge could disagree on its end:
-            // then pingora closes the connection after the answer.
-            h1.set_pipelining_enabled(!chunked);
-        }
-        if crate::server::lifecycle::draining() {
-            session.set_keepalive(None);
-        }
-        let site = match self.route(session) {
-            Ok(site) => site,
-            Err((e, headers_from)) => {
-                ctx.headers_from = headers_from;
-                return self.reject(session, ctx, e).await;
-            }
-        };
-        ctx.site = Some(site.clone());
-        if let Some(policy) = &site.config.cors {
-            if cors::preflight(session, policy).await? {
-                return Ok(true);
-            }
-        }
-        if let Err(e) = single_credentials(&session.req_header().headers) {
-            return self.reject(session, ctx, e).await;
-        }
-        let get = session.req_header().method == http::Method::GET;
-        if get && !session.as_downstream_mut().is_body_empty() {
-            // Only the query string of a GET is checked: a body would reach the upstream
-            // unread (and a WebSocket handshake has none).
-            let e = Rejection::BodyNotAllowed.because("a GET request carries no body");
-            return self.reject(session, ctx, e).await;
-        }
-        let path = session.req_header().uri.path();
-        let appsync = path == site.config.realtime_path;
-        let other_ws = site.config.websocket.paths.iter().any(|p| p == path);
-        let upgrade = session.is_upgrade_req();
-        if upgrade && !get {
-            let e =
-                Rejection::WebsocketBadHandshake.because("a WebSocket handshake is a GET request");
-            return self.reject(session, ctx, e).await;
-        }
-        if appsync || other_ws || upgrade {
-            if !upgrade {
-                let e =
-                    Rejection::WebsocketRequired.because("this path takes WebSocket upgrades only");
-                return self.reject(session, ctx, e).await;
-            }
-            if !appsync && !other_ws {
-                let e = Rejection::WebsocketNotAllowed.because("WebSocket upgrades are accepted only on this site's real-time path and its configured websocket paths");
-                return self.reject(session, ctx, e).await;
-            }
-            let client = session
-                .client_addr()
-                .and_then(|a| a.as_inet())
-                .map(|a| a.ip());
-            return match realtime::open(session.req_header(), client, &site, appsync).await {
-                Ok(socket) => {
-                    ctx.realtime = appsync;
-                    ctx.ws_path = other_ws.then(|| path.to_string());
-                    // Until connection_init (AppSync) the client must speak; then it may stay
-                    // silent as long as the subscription lives.
-                    session.set_read_timeout(
-                        appsync.then_some(site.config.websocket.connection_init_timeout),
-                    );
-                    ctx.socket = Some(Box::new(socket));
-                    Ok(false)
-                }
-                Err((reason, e)) => {
-                    metrics::get()
-                        .websocket_rejections
-                        .with_label_values(&[&site.config.name, reason])
-                        .inc();
-                    self.reject(session, ctx, e).await
-                }
-            };
-        }
-        if path != site.config.graphql_path {
-            let e = Rejection::NotFound.because(format!("no GraphQL endpoint at {path}"));
-            return self.reject(session, ctx, e).await;
-        }
-        let mut authorizer_token = None;
-        if let Some(modes) = &site.auth {
-            match auth::check(session, &site.config.name, modes).await {
-                auth::Outcome::Accepted(a) => {
-                    ctx.unverified_auth = !a.verified;
-                    ctx.principal = Some(a.principal);
-                }
-                auth::Outcome::Authorizer { token, principal } => {
-                    ctx.principal = Some(principal);
-                    authorizer_token = Some(token);
-                }
-                auth::Outcome::Rejected(e) => return self.reject(session, ctx, e).await,
-            }
-        }
-        let method = session.req_header().method.clone();
-        if matches!(method, http::Method::GET | http::Method::POST) && !session.is_upgrade_req() {
-            if let Err(e) = cors::check_csrf(session, &site.config) {
-                return self.reject(session, ctx, e).await;
-            }
-        }
-        let raw = match method {
-            http::Method::POST => {
-                analyse::read_post(session, &site.config, self.request_body).await
-            }
-            http::Method::GET => Ok(analyse::read_get(session)),
-            // CORS preflights are the upstream's to answer for now.
-            http::Method::OPTIONS => return Ok(false),
-            _ => Err(Rejection::MethodNotAllowed
-                .because("GraphQL takes POST (and GET for queries)")
-                .with_header("allow", "GET, POST, OPTIONS")),
-        };
-        let (bytes, is_get) = match raw {
-            Ok(Raw::Body(b)) => (b, false),
-            Ok(Raw::Query(q)) => (q, true),
-            Err(e) => return self.reject(session, ctx, e).await,
-        };
-        // Automatic persisted queries (proxy/apq.rs): from here on `bytes` is the full request.
-        let Some(bytes) = apq::expand(self, session, ctx, &site, bytes, is_get).await? else {
+        let Some(site) = self.admit(session, ctx).await? else {
             return Ok(true);
         };
-        let principal = ctx.principal.as_deref();
-        let plan =
-            analyse::plan(&self.cache, &site, session, principal, &bytes, is_get).and_then(|p| {
-                if is_get {
-                    analyse::check_get(&p).map(|()| p)
-                } else {
-                    Ok(p)
-                }
-            });
-        let plan = match plan {
-            Ok(p) => p,
-            Err(e) => return self.reject(session, ctx, e).await,
-        };
-        ctx.operation = Some(plan.kind);
-        if let (Some(token), Some(authorizer)) = (
-            authorizer_token,
-            site.auth.as_ref().and_then(|a| a.authorizer.as_ref()),
-        ) {
-            let verdict = authorizer
-                .check(
-                    &token,
-                    &bytes,
-                    is_get,
-                    plan.kind,
-                    &plan.root_fields,
-                    &session.req_header().headers,
-                )
-                .await;
-            if let Err(e) = auth::authorizer_outcome(&site.config.name, verdict) {
-                return self.reject(session, ctx, e).await;
+        match upgrade::path_kind(session, &site) {
+            Ok(upgrade::PathKind::WebSocket { appsync, forwarded }) => {
+                upgrade::admit(self, session, ctx, &site, appsync, forwarded).await
             }
+            Ok(upgrade::PathKind::Graphql) => graphql::handle(self, session, ctx, &site).await,
+            Err(e) => self.reject(session, ctx, e).await,
         }
-        if ctx.unverified_auth {
-            caching::bypass(&site, ctx, "unverified-auth");
-            tagging::read_only(ctx, &plan, &bytes, is_get);
-            return Ok(false);
-        }
-        let served =
-            caching::lookup(&self.cache, &site, session, ctx, &plan, bytes.clone()).await?;
-        if !served {
-            tagging::prepare_upstream(ctx, &plan, &bytes, is_get);
-            if is_get && site.config.get_as_post {
-                let qs = match ctx.upstream_query.take() {
-                    Some(q) => bytes::Bytes::from(q),
-                    None => bytes.clone(),
-                };
-                match forward::get_as_post_body(&qs) {
-                    Ok(body) => {
-                        ctx.upstream_body = Some(body);
-                        ctx.get_as_post = true;
-                    }
-                    Err(e) => return self.reject(session, ctx, e).await,
-                }
-            }
-            caching::sent_upstream(ctx);
-        }
-        Ok(served)
     }
 
     async fn upstream_peer(
@@ -424,7 +343,7 @@ impl ProxyHttp for Edge {
             .site
             .as_ref()
             .expect("request_filter routed the request");
-        let upstream = if ctx.realtime {
+        let upstream = if ctx.appsync_realtime() {
             &site.realtime
         } else {
             &site.upstream
@@ -433,7 +352,7 @@ impl ProxyHttp for Edge {
             ctx.failure = Some(FailureKind::Dns);
             Error::explain(ErrorType::Custom("dns"), e.to_string())
         })?;
-        if ctx.socket.is_some() {
+        if ctx.socket().is_some() {
             // A subscription may be quiet; the upstream's keep-alives (AppSync: every minute)
             // keep it open.
             peer.options.read_timeout = Some(site.config.websocket.idle_timeout);
@@ -452,7 +371,7 @@ impl ProxyHttp for Edge {
         // 127.0.0.1): try the next one before failing the request.
         ctx.connect_failures += 1;
         let addresses = ctx.site.as_ref().map_or(1, |s| {
-            if ctx.realtime {
+            if ctx.appsync_realtime() {
                 &s.realtime
             } else {
                 &s.upstream
@@ -475,60 +394,10 @@ impl ProxyHttp for Edge {
         upstream_request: &mut RequestHeader,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        let site = ctx.site.as_ref().expect("routed");
-        let endpoint = if ctx.realtime {
-            site.realtime.endpoint()
-        } else {
-            site.upstream.endpoint()
-        };
-        forward::rewrite(session, upstream_request, endpoint)?;
-        if ctx.get_as_post {
-            forward::as_post(upstream_request, endpoint)?;
+        forward::upstream_request(session, upstream_request, ctx)?;
+        if let Some(g) = ctx.graphql() {
+            caching::upstream_request(g, upstream_request);
         }
-        if let Some(path) = &ctx.ws_path {
-            // Forwarded as is: same path (and query) on the upstream's origin.
-            let uri = match upstream_request.uri.query() {
-                Some(q) => format!("{path}?{q}"),
-                None => path.clone(),
-            };
-            if let Ok(uri) = http::Uri::try_from(uri) {
-                upstream_request.set_uri(uri);
-            }
-        }
-        if let Some(socket) = &ctx.socket {
-            // Frames are read on the way: no compression may be negotiated.
-            upstream_request.remove_header(&http::header::SEC_WEBSOCKET_EXTENSIONS);
-            if let Some(header) = &socket.rewritten {
-                realtime::write_back(upstream_request, header)?;
-            }
-        }
-        if let Some(new) = &ctx.upstream_body {
-            ctx.body_replaced = false;
-            upstream_request.remove_header(&http::header::TRANSFER_ENCODING);
-            upstream_request.insert_header(http::header::CONTENT_LENGTH, new.len().to_string())?;
-        }
-        if let Some(q) = &ctx.upstream_query {
-            let uri = format!("{}?{q}", upstream_request.uri.path());
-            let uri = http::Uri::try_from(uri)
-                .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "upstream query", e))?;
-            upstream_request.set_uri(uri);
-        }
-        if let (Some(signing), false) = (&site.config.upstream_signing, ctx.realtime) {
-            let body = ctx.upstream_body.clone().unwrap_or_else(|| {
-                session
-                    .as_downstream()
-                    .get_retry_buffer()
-                    .unwrap_or_default()
-            });
-            crate::upstream::sigv4::sign_upstream(
-                upstream_request,
-                &body,
-                signing,
-                SystemTime::now(),
-            )
-            .map_err(|e| Error::explain(ErrorType::InternalError, e))?;
-        }
-        caching::upstream_request(ctx, upstream_request);
         ctx.upstream_sent = Some(Instant::now());
         Ok(())
     }
@@ -542,8 +411,11 @@ impl ProxyHttp for Edge {
         if let (Some(site), Some(sent)) = (&ctx.site, ctx.upstream_sent) {
             site.upstream_seconds.observe(sent.elapsed().as_secs_f64());
         }
-        tagging::response_header(session, ctx, upstream_response);
-        caching::upstream_response(ctx, upstream_response)
+        let (Some(site), Kind::Graphql(g)) = (&ctx.site, &mut ctx.kind) else {
+            return Ok(());
+        };
+        tagging::response_header(session, g, upstream_response);
+        caching::upstream_response(site, g, upstream_response)
     }
 
     fn upstream_response_body_filter(
@@ -553,10 +425,11 @@ impl ProxyHttp for Edge {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<Option<std::time::Duration>> {
-        if let Some(site) = ctx.site.clone() {
-            tagging::response_body(&self.cache, &site, ctx, body, end_of_stream);
-        }
-        caching::upstream_body(&self.cache, session, ctx, body, end_of_stream);
+        let (Some(site), Kind::Graphql(g)) = (ctx.site.clone(), &mut ctx.kind) else {
+            return Ok(None);
+        };
+        tagging::response_body(&self.cache, &site, g, body, end_of_stream);
+        caching::upstream_body(&self.cache, session, &site, g, body, end_of_stream);
         Ok(None)
     }
 
@@ -570,14 +443,12 @@ impl ProxyHttp for Edge {
             upstream_response.insert_header(k, v)?;
         }
         if session.is_upgrade_req() {
-            let upgraded = upstream_response.status == http::StatusCode::SWITCHING_PROTOCOLS;
-            count_websocket(ctx, if upgraded { "upgraded" } else { "refused" });
-            if upgraded {
-                ctx.websocket = true;
-                metrics::get().websocket_open.inc();
-            }
+            upgrade::response(ctx, upstream_response);
         }
-        caching::response(session, ctx, upstream_response)
+        match ctx.graphql() {
+            Some(g) => caching::response(session, g, upstream_response),
+            None => Ok(()),
+        }
     }
 
     async fn fail_to_proxy(
@@ -592,11 +463,13 @@ impl ProxyHttp for Edge {
         session.set_keepalive(None);
         if upstream_side {
             self.count_upstream_failure(ctx, e);
-            if caching::serve_stale_on_error(session, ctx).await {
-                return FailToProxy {
-                    error_code: 200,
-                    can_reuse_downstream: false,
-                };
+            if let (Some(site), Kind::Graphql(g)) = (ctx.site.clone(), &mut ctx.kind) {
+                if caching::serve_stale_on_error(session, &site, g).await {
+                    return FailToProxy {
+                        error_code: 200,
+                        can_reuse_downstream: false,
+                    };
+                }
             }
         }
         let refusal = if upstream_side {
@@ -633,9 +506,6 @@ impl ProxyHttp for Edge {
         }
     }
 
-    /// WebSocket bytes from the client, once upgraded: decoded, checked (AppSync `start`),
-    /// capped; a refused `start` is answered with AppSync's `error` message and not forwarded,
-    /// a stream over the caps or breaking the protocol is closed with its close code.
     async fn request_body_filter(
         &self,
         session: &mut Session,
@@ -643,67 +513,19 @@ impl ProxyHttp for Edge {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<()> {
-        if let Some(new) = &ctx.upstream_body {
-            // The whole body was read at the edge; the upstream gets the rewritten one in
-            // place of the first chunk, and nothing after it (a GET sent as POST has no
-            // chunk: the body goes with the end of the request).
-            if body.is_some() || (end_of_stream && !ctx.body_replaced) {
-                *body = (!ctx.body_replaced).then(|| new.clone());
-                ctx.body_replaced = true;
-            }
-            return Ok(());
-        }
-        let (Some(socket), Some(site)) = (ctx.socket.as_mut(), ctx.site.as_ref()) else {
-            return Ok(());
-        };
-        if !session.was_upgraded() {
-            return Ok(());
-        }
-        let Some(chunk) = body.take() else {
-            return Ok(());
-        };
-        if socket.closing {
-            // The client answers our close; pass it on so the upstream closes too.
-            *body = Some(chunk);
-            return Ok(());
-        }
-        match socket.client_chunk(site, &chunk).await {
-            Ok(from) => {
-                if from.initialised {
-                    session.set_read_timeout(None);
-                }
-                for reply in from.replies {
-                    session.write_response_body(Some(reply), false).await?;
-                }
-                if crate::server::lifecycle::draining() {
-                    let close = socket.close_for_client(1001, "the edge is restarting");
-                    session.write_response_body(Some(close), false).await?;
-                }
-                *body = Some(from.forward);
+        match &mut ctx.kind {
+            Kind::Graphql(g) => {
+                forward::replace_body(g, body, end_of_stream);
                 Ok(())
             }
-            Err(close) => {
-                let reason = match close.code {
-                    1009 => "too_big",
-                    4401 | 4403 => "auth",
-                    _ => "protocol",
-                };
-                metrics::get()
-                    .websocket_rejections
-                    .with_label_values(&[&site.config.name, reason])
-                    .inc();
-                let frame = socket.close_for_client(close.code, close.reason);
-                session.write_response_body(Some(frame), true).await?;
-                Error::e_explain(
-                    ErrorType::Custom("websocket_closed"),
-                    format!("websocket closed by the edge: {close}"),
-                )
+            Kind::Realtime(socket) => {
+                let site = ctx.site.as_ref().expect("routed");
+                upgrade::from_client(session, site, socket, body).await
             }
+            Kind::Pending | Kind::Passthrough => Ok(()),
         }
     }
 
-    /// WebSocket bytes to the client: counted; while stopping, followed by a close (1001) so
-    /// clients reconnect elsewhere.
     fn response_body_filter(
         &self,
         session: &mut Session,
@@ -711,47 +533,15 @@ impl ProxyHttp for Edge {
         _end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<Option<std::time::Duration>> {
-        let (Some(socket), Some(site)) = (ctx.socket.as_mut(), ctx.site.as_ref()) else {
-            return Ok(None);
-        };
-        if !session.was_upgraded() {
-            return Ok(None);
-        }
-        if socket.closing {
-            // Nothing may follow our close frame.
-            *body = None;
-            return Ok(None);
-        }
-        if let Some(chunk) = body.as_ref() {
-            socket.upstream_chunk(site, chunk);
-        }
-        if crate::server::lifecycle::draining() {
-            let close = socket.close_for_client(1001, "the edge is restarting");
-            let mut out = bytes::BytesMut::new();
-            if let Some(chunk) = body.take() {
-                out.extend_from_slice(&chunk);
-            }
-            out.extend_from_slice(&close);
-            *body = Some(out.freeze());
+        if let (Some(site), Kind::Realtime(socket)) = (&ctx.site, &mut ctx.kind) {
+            upgrade::to_client(session, site, socket, body);
         }
         Ok(None)
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        let m = metrics::get();
         ctx.in_flight = None;
-        if let (Some(socket), Some(site), Some(e)) = (&ctx.socket, &ctx.site, e) {
-            if !socket.initialised && matches!(e.etype(), ErrorType::ReadTimedout) {
-                m.websocket_rejections
-                    .with_label_values(&[&site.config.name, "init_timeout"])
-                    .inc();
-            }
-        }
-        if ctx.websocket {
-            m.websocket_open.dec();
-        } else if session.is_upgrade_req() && ctx.failure.is_some() {
-            count_websocket(ctx, "failed");
-        }
+        upgrade::ended(session, e, ctx);
         access::record(session, e, ctx, self.access_log);
     }
 
@@ -759,15 +549,6 @@ impl ProxyHttp for Edge {
         // Upstream failures are counted and logged once by the access log; client aborts are
         // routine at the edge.
         ctx.failure.is_some() || ctx.rejected.is_some() || is_client_abort(e)
-    }
-}
-
-fn count_websocket(ctx: &RequestCtx, outcome: &str) {
-    if let Some(site) = &ctx.site {
-        metrics::get()
-            .websocket_connections
-            .with_label_values(&[&site.config.name, outcome])
-            .inc();
     }
 }
 

@@ -232,6 +232,10 @@ pub struct Socket {
     pub authenticated: bool,
     /// A close frame went to the client (stopping): nothing more goes to it.
     pub closing: bool,
+    /// The path forwarded as is (`[site.websocket] paths`), on the upstream's origin.
+    pub path: Option<String>,
+    /// The upstream switched protocols: the connection is a proxied WebSocket.
+    pub upgraded: bool,
     client: ClientStream,
     server: ServerStream,
 }
@@ -600,6 +604,8 @@ pub async fn open(
         initialised: !appsync,
         authenticated,
         closing: false,
+        path: None,
+        upgraded: false,
         client: ClientStream::new(limits),
         server: ServerStream::new(),
     })

@@ -296,8 +296,8 @@ async fn metrics_count_requests_by_site_operation_and_status() {
             .0,
         200
     );
-    assert_eq!(s.edge.metric(q).await, 3.0);
-    assert_eq!(s.edge.metric(m).await, 1.0);
+    assert_eq!(s.edge.metric_settled(q, 3.0).await, 3.0);
+    assert_eq!(s.edge.metric_settled(m, 1.0).await, 1.0);
     let text = s.edge.metrics().await;
     for name in [
         "graphfront_http_request_duration_seconds_bucket",

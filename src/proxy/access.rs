@@ -10,10 +10,14 @@ pub fn record(session: &Session, e: Option<&Error>, ctx: &RequestCtx, log: bool)
     let status = session.response_written().map_or(0, |r| r.status.as_u16());
     let seconds = ctx.started.elapsed().as_secs_f64();
     let site = ctx.site.as_deref();
+    let graphql = ctx.graphql();
+    let operation = graphql.and_then(|g| g.operation);
     if let Some(site) = site {
         let bytes = (session.body_bytes_read(), session.body_bytes_sent());
-        site.observe(ctx.operation, status, seconds, bytes);
-        super::caching::observe(site, ctx);
+        site.observe(operation, status, seconds, bytes);
+        if let Some(g) = graphql {
+            super::caching::observe(site, g);
+        }
     }
     if !log {
         return;
@@ -35,10 +39,12 @@ pub fn record(session: &Session, e: Option<&Error>, ctx: &RequestCtx, log: bool)
         path = req.uri.path(),
         version = ?req.version,
         status,
-        operation = ctx.operation.map_or("-", |o| o.as_str()),
-        realtime = ctx.realtime,
+        operation = operation.map_or("-", |o| o.as_str()),
+        realtime = ctx.appsync_realtime(),
         rejected = ctx.rejected.unwrap_or("-"),
-        cache = ctx.cache_status.map_or("-", |c| c.label()),
+        cache = graphql
+            .and_then(|g| g.cache_status)
+            .map_or("-", |c| c.label()),
         upstream_failure = ctx.failure.map_or("-", |f| f.label()),
         error = e.map(|e| e.etype().as_str()).unwrap_or("-"),
         duration_ms = seconds * 1000.0,

@@ -109,16 +109,17 @@ pub async fn expand(
 ) -> pingora::Result<Option<Bytes>> {
     // A request signed by the client (AWS_IAM) must reach the upstream as it was signed: the
     // site answers it as if APQ were off (Apollo's link then sends the full query, unhashed).
-    let store = edge.apq.site(site.index).filter(|_| !ctx.unverified_auth);
+    let g = ctx.graphql_mut().expect("a GraphQL request");
+    let store = edge.apq.site(site.index).filter(|_| !g.unverified_auth);
     match resolve(store, &site.config.limits, &bytes, is_get) {
         Verdict::Unchanged => Ok(Some(bytes)),
         Verdict::Body(body) => {
-            ctx.upstream_body = Some(body.clone());
+            g.upstream_body = Some(body.clone());
             Ok(Some(body))
         }
         Verdict::Query(qs) => {
             let bytes = Bytes::copy_from_slice(qs.as_bytes());
-            ctx.upstream_query = Some(qs);
+            g.upstream_query = Some(qs);
             Ok(Some(bytes))
         }
         Verdict::Answer(error) => {

@@ -7,7 +7,7 @@ use bytes::{Bytes, BytesMut};
 use pingora::http::ResponseHeader;
 use pingora::proxy::Session;
 
-use super::{RequestCtx, SiteRuntime};
+use super::{Graphql, SiteRuntime};
 use crate::cache::key::{CachePlan, Decision, RequestPlan};
 use crate::cache::refresh::{RefreshRequest, REPLAYED_HEADERS};
 use crate::cache::{fill, Entry, Freshness, Leader, Lookup, ResponseCache};
@@ -66,9 +66,9 @@ pub const DEBUG_HEADER: &str = "x-graphfront-cache-debug";
 /// Answer from the cache when possible (`Ok(true)`), else prepare to fill it.
 /// The request goes upstream around the cache: a PASS with `reason`, where the site caches at
 /// all (elsewhere no `x-cache` is reported).
-pub fn bypass(site: &SiteRuntime, ctx: &mut RequestCtx, reason: &'static str) {
+pub fn bypass(site: &SiteRuntime, g: &mut Graphql, reason: &'static str) {
     if site.config.cache.enabled() {
-        ctx.cache_status = Some(Status::Pass(reason));
+        g.cache_status = Some(Status::Pass(reason));
     }
 }
 
@@ -76,13 +76,13 @@ pub async fn lookup(
     cache: &Arc<ResponseCache>,
     site: &Arc<SiteRuntime>,
     session: &mut Session,
-    ctx: &mut RequestCtx,
+    g: &mut Graphql,
     plan: &RequestPlan,
     raw: Bytes,
 ) -> pingora::Result<bool> {
     let cp = match &plan.decision {
         Decision::Pass(reason) => {
-            ctx.cache_status = Some(Status::Pass(reason));
+            g.cache_status = Some(Status::Pass(reason));
             return Ok(false);
         }
         Decision::Cache(cp) => cp,
@@ -94,12 +94,12 @@ pub async fn lookup(
     } else {
         match cache.lookup(&cp.key, policy.coalesce_wait).await {
             Lookup::Hit(entry, Freshness::Fresh) => {
-                ctx.cache_status = Some(Status::Hit);
+                g.cache_status = Some(Status::Hit);
                 write_entry(session, site, &entry, Status::Hit).await?;
                 return Ok(true);
             }
             Lookup::Hit(entry, _) => {
-                ctx.cache_status = Some(Status::Stale);
+                g.cache_status = Some(Status::Stale);
                 write_entry(session, site, &entry, Status::Stale).await?;
                 refresh_in_background(cache, site, cp, &entry);
                 return Ok(true);
@@ -112,8 +112,8 @@ pub async fn lookup(
     let fallback = cache
         .get(&cp.key)
         .filter(|e| e.stored.elapsed() < e.ttl + e.stale_if_error);
-    ctx.cache_status = Some(Status::Miss);
-    ctx.cache = Some(Box::new(CacheState {
+    g.cache_status = Some(Status::Miss);
+    g.cache = Some(Box::new(CacheState {
         plan: cp.clone(),
         leader,
         raw,
@@ -129,15 +129,15 @@ pub async fn lookup(
 
 /// The request goes upstream: a background refresh sends what the upstream got (the
 /// rewritten body, when the edge rewrote it).
-pub fn sent_upstream(ctx: &mut RequestCtx) {
-    let Some(state) = ctx.cache.as_mut() else {
+pub fn sent_upstream(g: &mut Graphql) {
+    let Some(state) = g.cache.as_mut() else {
         return;
     };
-    if let Some(body) = &ctx.upstream_body {
+    if let Some(body) = &g.upstream_body {
         state.raw = body.clone();
     }
-    state.upstream_query = ctx.upstream_query.clone();
-    state.as_post = ctx.get_as_post;
+    state.upstream_query = g.upstream_query.clone();
+    state.as_post = g.get_as_post;
 }
 
 fn client_says_no_cache(session: &Session) -> bool {
@@ -249,18 +249,22 @@ fn refreshed_variables(req: &RefreshRequest) -> Option<crate::cache::tags::Varia
 }
 
 /// `upstream_request_filter`: ask for an unencoded response, which every client can be served.
-pub fn upstream_request(ctx: &RequestCtx, req: &mut pingora::http::RequestHeader) {
+pub fn upstream_request(g: &Graphql, req: &mut pingora::http::RequestHeader) {
     // A response the edge caches, or reads for tags (a mutation that purges), must be readable;
     // a request signed by the client goes as it came (its headers may be signed).
-    if ctx.cache.is_some() || (ctx.tags.is_some() && !ctx.unverified_auth) {
+    if g.cache.is_some() || (g.tags.is_some() && !g.unverified_auth) {
         req.remove_header(&http::header::ACCEPT_ENCODING);
     }
 }
 
 /// `upstream_response_filter`: decide whether to collect the response, or to replace a 5xx
 /// with a stale entry.
-pub fn upstream_response(ctx: &mut RequestCtx, resp: &mut ResponseHeader) -> pingora::Result<()> {
-    let Some(state) = ctx.cache.as_mut() else {
+pub fn upstream_response(
+    site: &SiteRuntime,
+    g: &mut Graphql,
+    resp: &mut ResponseHeader,
+) -> pingora::Result<()> {
+    let Some(state) = g.cache.as_mut() else {
         return Ok(());
     };
     let status = resp.status.as_u16();
@@ -276,34 +280,27 @@ pub fn upstream_response(ctx: &mut RequestCtx, resp: &mut ResponseHeader) -> pin
             h.insert_header(http::header::AGE, stale.age_secs().to_string())?;
             *resp = h;
             state.replacing = Some(stale);
-            ctx.cache_status = Some(Status::Stale);
+            g.cache_status = Some(Status::Stale);
             return Ok(());
         }
     }
-    let max = ctx
-        .site
-        .as_ref()
-        .map_or(0, |s| s.config.cache.max_entry_size);
+    let max = site.config.cache.max_entry_size;
     let too_big = resp
         .headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
         .is_some_and(|len| len > max);
     match fill::check_header(status, &resp.headers) {
-        Ok(()) if too_big => ctx.cache_status = Some(Status::Pass("body-size")),
+        Ok(()) if too_big => g.cache_status = Some(Status::Pass("body-size")),
         Ok(()) => state.fill = Some((BytesMut::new(), resp.headers.clone())),
-        Err(reason) => ctx.cache_status = Some(Status::Pass(reason)),
+        Err(reason) => g.cache_status = Some(Status::Pass(reason)),
     }
     Ok(())
 }
 
 /// `response_filter`: tell the client what the cache did.
-pub fn response(
-    session: &Session,
-    ctx: &RequestCtx,
-    resp: &mut ResponseHeader,
-) -> pingora::Result<()> {
-    let Some(status) = ctx.cache_status else {
+pub fn response(session: &Session, g: &Graphql, resp: &mut ResponseHeader) -> pingora::Result<()> {
+    let Some(status) = g.cache_status else {
         return Ok(());
     };
     if status == Status::Stale {
@@ -323,11 +320,12 @@ pub fn response(
 pub fn upstream_body(
     cache: &ResponseCache,
     session: &Session,
-    ctx: &mut RequestCtx,
+    site: &SiteRuntime,
+    g: &mut Graphql,
     body: &mut Option<Bytes>,
     end: bool,
 ) {
-    let (Some(state), Some(site)) = (ctx.cache.as_mut(), ctx.site.as_ref()) else {
+    let Some(state) = g.cache.as_mut() else {
         return;
     };
     if let Some(stale) = &state.replacing {
@@ -341,7 +339,7 @@ pub fn upstream_body(
         buf.extend_from_slice(chunk);
         if buf.len() > site.config.cache.max_entry_size {
             state.fill = None;
-            ctx.stored = Some(Err("body-size"));
+            g.stored = Some(Err("body-size"));
             return;
         }
     }
@@ -352,14 +350,14 @@ pub fn upstream_body(
         return;
     };
     let policy = &site.config.cache;
-    let (tags, read) = ctx
+    let (tags, read) = g
         .tags
         .as_mut()
         .map(|t| (std::mem::take(&mut t.entry_tags), t.read.take()))
         .unwrap_or_default();
     let refresh = (!state.plan.swr.is_zero() || !policy.default_swr.is_zero()).then(|| {
         let mut r = refresh_request(session, site, state);
-        r.typed = ctx.tags.as_ref().and_then(|t| t.typed.clone());
+        r.typed = g.tags.as_ref().and_then(|t| t.typed.clone());
         r.tags = tags
             .iter()
             .filter(|t| t.starts_with("op:") || t.starts_with("field:"))
@@ -380,7 +378,7 @@ pub fn upstream_body(
     .and_then(|entry| cache.insert_unless_purged(state.plan.key, entry, state.generation));
     // Waiters look again now.
     state.leader = None;
-    ctx.stored = Some(result);
+    g.stored = Some(result);
 }
 
 fn refresh_request(session: &Session, site: &SiteRuntime, state: &CacheState) -> RefreshRequest {
@@ -427,30 +425,31 @@ fn refresh_request(session: &Session, site: &SiteRuntime, state: &CacheState) ->
 }
 
 /// `fail_to_proxy`: serve the stale entry instead of an error, when there is one.
-pub async fn serve_stale_on_error(session: &mut Session, ctx: &mut RequestCtx) -> bool {
-    let fallback = ctx.cache.as_mut().and_then(|s| s.fallback.take());
+pub async fn serve_stale_on_error(
+    session: &mut Session,
+    site: &SiteRuntime,
+    g: &mut Graphql,
+) -> bool {
+    let fallback = g.cache.as_mut().and_then(|s| s.fallback.take());
     let Some(stale) = fallback.filter(|e| e.usable_on_error()) else {
         return false;
     };
     if session.response_written().is_some() {
         return false;
     }
-    ctx.cache_status = Some(Status::Stale);
-    let Some(site) = ctx.site.clone() else {
-        return false;
-    };
-    write_entry(session, &site, &stale, Status::Stale)
+    g.cache_status = Some(Status::Stale);
+    write_entry(session, site, &stale, Status::Stale)
         .await
         .is_ok()
 }
 
 /// Record the cache outcome in metrics (in `logging`).
-pub fn observe(site: &SiteRuntime, ctx: &RequestCtx) {
-    let Some(status) = ctx.cache_status else {
+pub fn observe(site: &SiteRuntime, g: &Graphql) {
+    let Some(status) = g.cache_status else {
         return;
     };
     site.cache_requests(status.label()).inc();
-    let reason = match (status, ctx.stored) {
+    let reason = match (status, g.stored) {
         (Status::Pass(r), _) => Some(r),
         (_, Some(Err(r))) => Some(r),
         _ => None,

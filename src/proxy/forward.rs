@@ -1,11 +1,102 @@
-//! The request as the upstream sees it: the upstream's path and Host, and the
-//! X-Forwarded-* headers that tell it who the client was.
+//! The request as the upstream sees it: the upstream's path and Host, the X-Forwarded-*
+//! headers that tell it who the client was, the body or query string the edge rewrote, and
+//! the edge's SigV4 signature.
+
+use std::time::SystemTime;
 
 use pingora::http::RequestHeader;
 use pingora::proxy::Session;
+use pingora::{Error, ErrorType};
 
+use super::{Graphql, Kind, RequestCtx};
 use crate::config::Endpoint;
+use crate::realtime;
 use crate::rejection::Rejection;
+
+/// `upstream_request_filter`: the request header the upstream gets.
+pub fn upstream_request(
+    session: &Session,
+    req: &mut RequestHeader,
+    ctx: &mut RequestCtx,
+) -> pingora::Result<()> {
+    let appsync = ctx.appsync_realtime();
+    let RequestCtx { site, kind, .. } = ctx;
+    let site = site.as_ref().expect("routed");
+    let endpoint = if appsync {
+        site.realtime.endpoint()
+    } else {
+        site.upstream.endpoint()
+    };
+    rewrite(session, req, endpoint)?;
+    let mut body = None;
+    match kind {
+        Kind::Graphql(g) => {
+            rewritten(req, g, endpoint)?;
+            body = g.upstream_body.clone();
+        }
+        Kind::Realtime(socket) => {
+            if let Some(path) = &socket.path {
+                // Forwarded as is: same path (and query) on the upstream's origin.
+                let uri = match req.uri.query() {
+                    Some(q) => format!("{path}?{q}"),
+                    None => path.clone(),
+                };
+                if let Ok(uri) = http::Uri::try_from(uri) {
+                    req.set_uri(uri);
+                }
+            }
+            // Frames are read on the way: no compression may be negotiated.
+            req.remove_header(&http::header::SEC_WEBSOCKET_EXTENSIONS);
+            if let Some(header) = &socket.rewritten {
+                realtime::write_back(req, header)?;
+            }
+        }
+        Kind::Pending | Kind::Passthrough => {}
+    }
+    if let (Some(signing), false) = (&site.config.upstream_signing, appsync) {
+        let body = body.unwrap_or_else(|| {
+            session
+                .as_downstream()
+                .get_retry_buffer()
+                .unwrap_or_default()
+        });
+        crate::upstream::sigv4::sign_upstream(req, &body, signing, SystemTime::now())
+            .map_err(|e| Error::explain(ErrorType::InternalError, e))?;
+    }
+    Ok(())
+}
+
+/// A GraphQL request's rewrites: GET sent as POST, the rewritten body or query string.
+fn rewritten(req: &mut RequestHeader, g: &mut Graphql, endpoint: &Endpoint) -> pingora::Result<()> {
+    if g.get_as_post {
+        as_post(req, endpoint)?;
+    }
+    if let Some(new) = &g.upstream_body {
+        g.body_replaced = false;
+        req.remove_header(&http::header::TRANSFER_ENCODING);
+        req.insert_header(http::header::CONTENT_LENGTH, new.len().to_string())?;
+    }
+    if let Some(q) = &g.upstream_query {
+        let uri = format!("{}?{q}", req.uri.path());
+        let uri = http::Uri::try_from(uri)
+            .map_err(|e| Error::because(ErrorType::InvalidHTTPHeader, "upstream query", e))?;
+        req.set_uri(uri);
+    }
+    Ok(())
+}
+
+/// `request_body_filter` of a request whose whole body the edge read: the upstream gets the
+/// rewritten body in place of the first chunk, and nothing after it (a GET sent as POST has no
+/// chunk: the body goes with the end of the request).
+pub fn replace_body(g: &mut Graphql, body: &mut Option<bytes::Bytes>, end_of_stream: bool) {
+    let Some(new) = &g.upstream_body else {
+        return;
+    };
+    if body.is_some() || (end_of_stream && !g.body_replaced) {
+        *body = (!g.body_replaced).then(|| new.clone());
+        g.body_replaced = true;
+    }
+}
 
 /// Rewrite the upstream request for `endpoint`, keeping the client's query string.
 pub fn rewrite(

@@ -14,7 +14,7 @@ use pingora::proxy::Session;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use super::RequestCtx;
+use super::Graphql;
 use crate::cache::key::Decision;
 use crate::cache::tags::{self, Tag, Typed};
 use crate::cache::{RequestPlan, ResponseCache};
@@ -55,7 +55,7 @@ pub fn base_tags(plan: &RequestPlan) -> Vec<Tag> {
 /// After the cache did not answer: give the upstream the document with the edge's
 /// `__typename`s. A cached query whose document cannot be read for types is still tagged with
 /// its operation and root fields.
-pub fn prepare_upstream(ctx: &mut RequestCtx, plan: &RequestPlan, raw: &Bytes, is_get: bool) {
+pub fn prepare_upstream(g: &mut Graphql, plan: &RequestPlan, raw: &Bytes, is_get: bool) {
     let cached = matches!(plan.decision, Decision::Cache(_));
     let typed = plan.typed.clone();
     if typed.is_none() && !cached {
@@ -63,21 +63,21 @@ pub fn prepare_upstream(ctx: &mut RequestCtx, plan: &RequestPlan, raw: &Bytes, i
     }
     if let Some(query) = typed.as_ref().and_then(|t| t.query.as_ref()) {
         if is_get {
-            ctx.upstream_query = Some(with_query_param(raw, query));
+            g.upstream_query = Some(with_query_param(raw, query));
         } else {
             match with_query_field(raw, query) {
-                Some(body) => ctx.upstream_body = Some(body),
+                Some(body) => g.upstream_body = Some(body),
                 None => return,
             }
         }
     }
-    ctx.tags = Some(Tagging::new(plan, typed, raw, is_get));
+    g.tags = Some(Tagging::new(plan, typed, raw, is_get));
 }
 
 /// A request forwarded as it came (signed by the client, which only the upstream can verify):
 /// a mutation's response is still read for the entities it returns, from the `__typename`s
 /// the client asked for itself, and purges them.
-pub fn read_only(ctx: &mut RequestCtx, plan: &RequestPlan, raw: &Bytes, is_get: bool) {
+pub fn read_only(g: &mut Graphql, plan: &RequestPlan, raw: &Bytes, is_get: bool) {
     let Some(typed) = plan.typed.as_ref() else {
         return;
     };
@@ -88,7 +88,7 @@ pub fn read_only(ctx: &mut RequestCtx, plan: &RequestPlan, raw: &Bytes, is_get: 
         query: None,
         root_args: typed.root_args.clone(),
     };
-    ctx.tags = Some(Tagging::new(plan, Some(Arc::new(as_sent)), raw, is_get));
+    g.tags = Some(Tagging::new(plan, Some(Arc::new(as_sent)), raw, is_get));
 }
 
 impl Tagging {
@@ -161,8 +161,8 @@ fn with_query_param(raw: &[u8], query: &str) -> String {
 
 /// `upstream_response_filter`: a response to tag is collected whole. One to strip as well is
 /// held until then, and its length changes; any other streams on while a copy is collected.
-pub fn response_header(session: &Session, ctx: &mut RequestCtx, resp: &mut ResponseHeader) {
-    let Some(t) = ctx.tags.as_mut() else {
+pub fn response_header(session: &Session, g: &mut Graphql, resp: &mut ResponseHeader) {
+    let Some(t) = g.tags.as_mut() else {
         return;
     };
     let Some(typed) = &t.typed else {
@@ -188,11 +188,11 @@ pub fn response_header(session: &Session, ctx: &mut RequestCtx, resp: &mut Respo
 pub fn response_body(
     cache: &ResponseCache,
     site: &SiteRuntime,
-    ctx: &mut RequestCtx,
+    g: &mut Graphql,
     body: &mut Option<Bytes>,
     end: bool,
 ) {
-    let Some(t) = ctx.tags.as_deref_mut() else {
+    let Some(t) = g.tags.as_deref_mut() else {
         return;
     };
     let (Some(buf), Some(typed)) = (t.rewrite.as_mut(), t.typed.as_ref()) else {

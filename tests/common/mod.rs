@@ -355,6 +355,19 @@ impl Edge {
             .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
             .unwrap_or(0.0)
     }
+
+    /// [`Edge::metric`] once it equals `want`, or its value after 5 s: request metrics are
+    /// recorded when the request ends, which may be just after the client has its answer.
+    pub async fn metric_settled(&self, series: &str, want: f64) -> f64 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let value = self.metric(series).await;
+            if value == want || std::time::Instant::now() > deadline {
+                return value;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
 }
 
 impl Drop for Edge {
