@@ -6,7 +6,9 @@
 
 mod account;
 pub mod challenges;
+mod dns_hook;
 mod failure;
+mod leaf;
 pub mod schedule;
 mod storage;
 
@@ -22,12 +24,13 @@ use serde::Serialize;
 use account::Accounts;
 pub use challenges::{AlpnChallengeHook, Challenges, HTTP01_PREFIX};
 use failure::{step, Failure};
+use leaf::{covers, leaf, unix, Leaf};
 use schedule::Clock;
 pub use storage::Storage;
 
 use crate::config::{CertSource, ChallengeKind, Config, Site};
 use crate::metrics;
-use crate::tls::{CertStore, LoadedCert};
+use crate::tls::CertStore;
 
 /// Longest sleep between two looks at a certificate: renewal windows move and clocks jump.
 const RECHECK: Duration = Duration::from_secs(6 * 3600);
@@ -507,7 +510,7 @@ impl Manager {
                     ChallengeKind::Dns01 => {
                         let record = format!("_acme-challenge.{domain}");
                         let value = key_authorization.dns_value();
-                        self.dns_hook("set", &record, &value)
+                        dns_hook::run(&self.config.acme, "set", &record, &value)
                             .await
                             .map_err(|detail| Failure::Challenge { kind, detail })?;
                         open.push(Open::Dns { record, value });
@@ -534,42 +537,11 @@ impl Manager {
                 Open::Http(token) => self.challenges.remove_http(&token),
                 Open::Alpn(domain) => self.challenges.remove_alpn(&domain),
                 Open::Dns { record, value } => {
-                    if let Err(e) = self.dns_hook("clear", &record, &value).await {
+                    if let Err(e) = dns_hook::run(&self.config.acme, "clear", &record, &value).await
+                    {
                         tracing::warn!(site = %site, record = %record, error = %e, "acme: dns-hook clear failed");
                     }
                 }
-            }
-        }
-    }
-
-    /// `<dns-hook...> set|clear <record> <value>`, with ACME_ACTION, ACME_RECORD and ACME_VALUE
-    /// in its environment too.
-    async fn dns_hook(&self, action: &str, record: &str, value: &str) -> Result<(), String> {
-        let acme = &self.config.acme;
-        let Some(hook) = acme.dns_hook.as_ref().filter(|h| !h.is_empty()) else {
-            return Err("no [acme] dns-hook is configured".into());
-        };
-        let mut command = tokio::process::Command::new(&hook[0]);
-        command
-            .args(&hook[1..])
-            .args([action, record, value])
-            .env("ACME_ACTION", action)
-            .env("ACME_RECORD", record)
-            .env("ACME_VALUE", value)
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true);
-        let run = tokio::time::timeout(acme.dns_hook_timeout, command.output()).await;
-        match run {
-            Err(_) => Err(format!(
-                "dns-hook {action} took longer than {:?}",
-                acme.dns_hook_timeout
-            )),
-            Ok(Err(e)) => Err(format!("dns-hook {}: cannot run: {e}", hook[0])),
-            Ok(Ok(out)) if out.status.success() => Ok(()),
-            Ok(Ok(out)) => {
-                let stderr = String::from_utf8_lossy(&out.stderr);
-                let tail: String = stderr.trim().chars().take(300).collect();
-                Err(format!("dns-hook {action} failed ({}): {tail}", out.status))
             }
         }
     }
@@ -589,52 +561,4 @@ async fn failed_challenge(order: &mut Order) -> Option<String> {
         }
     }
     None
-}
-
-/// What renewal needs to know of a served leaf.
-struct Leaf {
-    der: rustls::pki_types::CertificateDer<'static>,
-    not_before: SystemTime,
-    not_after: SystemTime,
-    names: Vec<String>,
-}
-
-fn leaf(cert: &LoadedCert) -> Option<Leaf> {
-    let der = cert.key.cert.first()?.clone();
-    let (_, x509) = x509_parser::parse_x509_certificate(&der).ok()?;
-    let time = |t: x509_parser::time::ASN1Time| {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(t.timestamp().max(0) as u64)
-    };
-    let names = x509
-        .subject_alternative_name()
-        .ok()
-        .flatten()
-        .map(|san| {
-            san.value
-                .general_names
-                .iter()
-                .filter_map(|n| match n {
-                    x509_parser::extensions::GeneralName::DNSName(d) => {
-                        Some(d.to_ascii_lowercase())
-                    }
-                    _ => None,
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    Some(Leaf {
-        not_before: time(x509.validity().not_before),
-        not_after: time(x509.validity().not_after),
-        names,
-        der,
-    })
-}
-
-fn covers(names: &[String], domains: &[String]) -> bool {
-    domains.iter().all(|d| names.contains(d))
-}
-
-fn unix(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }

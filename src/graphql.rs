@@ -49,6 +49,12 @@ pub enum GraphqlError {
     OperationNotFound(String),
 }
 
+impl From<GraphqlError> for crate::rejection::EdgeError {
+    fn from(e: GraphqlError) -> Self {
+        crate::rejection::Rejection::Graphql(e.code()).because(e.to_string())
+    }
+}
+
 impl GraphqlError {
     /// The stable, machine-readable code sent to clients.
     pub fn code(&self) -> &'static str {

@@ -41,6 +41,12 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// `check`, as the edge's answer to the client.
+    pub fn admit(&self, c: &Complexity) -> Result<(), crate::rejection::EdgeError> {
+        self.check(c)
+            .map_err(|(code, message)| crate::rejection::Rejection::Graphql(code).because(message))
+    }
+
     /// The first limit `c` exceeds: (stable code, message).
     pub fn check(&self, c: &Complexity) -> Result<(), (&'static str, String)> {
         if c.fragment_cycle {

@@ -25,17 +25,6 @@ pub enum Raw {
     Query(Bytes),
 }
 
-pub fn graphql_error(e: graphql::GraphqlError) -> EdgeError {
-    Rejection::Graphql(e.code()).because(e.to_string())
-}
-
-/// The site's `[site.limits]` on a document's measure.
-pub fn within_limits(site: &Site, complexity: &graphql::Complexity) -> Result<(), EdgeError> {
-    site.limits
-        .check(complexity)
-        .map_err(|(code, message)| Rejection::Graphql(code).because(message))
-}
-
 /// Read a GraphQL-over-HTTP POST body.
 pub async fn read_post(
     session: &mut Session,
@@ -137,14 +126,14 @@ pub fn plan(
     } else {
         GraphqlRequest::from_json(bytes)
     }
-    .map_err(graphql_error)?;
+    .map_err(EdgeError::from)?;
     let op_name = request.operation_name.as_deref();
     let doc_key = document_key(&request.query, op_name);
     let analysed = match cache.document(&doc_key) {
         Some(a) => a,
         None => {
             let analysis =
-                graphql::analyze_normalized(&request.query, op_name).map_err(graphql_error)?;
+                graphql::analyze_normalized(&request.query, op_name).map_err(EdgeError::from)?;
             let a = Arc::new(Analysed {
                 op: analysis.op,
                 normalized: digest(&analysis.normalized),
@@ -155,7 +144,7 @@ pub fn plan(
         }
     };
     // Limits differ per site; the measure is the document's.
-    within_limits(&site.config, &analysed.complexity)?;
+    site.config.limits.admit(&analysed.complexity)?;
     let op = &analysed.op;
     let decision = policy::plan(
         site.index,

@@ -170,7 +170,7 @@ pub fn get_as_post_body(query_string: &[u8]) -> Result<bytes::Bytes, super::resp
     let qs = std::str::from_utf8(query_string)
         .map_err(|_| Rejection::InvalidRequest.because("the query string is not UTF-8"))?;
     let req = crate::graphql::GraphqlRequest::from_query_string(qs)
-        .map_err(super::analyse::graphql_error)?;
+        .map_err(crate::rejection::EdgeError::from)?;
     let mut body = serde_json::Map::new();
     body.insert("query".into(), req.query.into());
     if let Some(name) = req.operation_name {
