@@ -91,7 +91,9 @@ fn graphfront_itself_depends_on_no_crate_an_advisory_calls_unmaintained() {
         .collect();
     for unmaintained in ["rustls-pemfile", "derivative", "proc-macro-error"] {
         assert!(
-            !deps.iter().any(|d| d.split(' ').next() == Some(unmaintained)),
+            !deps
+                .iter()
+                .any(|d| d.split(' ').next() == Some(unmaintained)),
             "graphfront depends on {unmaintained}: {deps:?}"
         );
     }
