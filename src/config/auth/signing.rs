@@ -1,0 +1,111 @@
+//! `[site.upstream-signing]`: the edge's own AWS credentials for signing upstream requests
+//! (SigV4), as written in the file and validated. The secrets are read here.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::appsync_region;
+use crate::config::{KeyPath, Validator};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SigningFile {
+    pub access_key_id: String,
+    /// The secret, or better `secret-access-key-file`.
+    #[serde(default)]
+    pub secret_access_key: Option<String>,
+    #[serde(default)]
+    pub secret_access_key_file: Option<PathBuf>,
+    /// A file holding a session token (temporary credentials).
+    #[serde(default)]
+    pub session_token_file: Option<PathBuf>,
+    /// Default: the region of an AppSync upstream's host.
+    #[serde(default)]
+    pub region: Option<String>,
+    #[serde(default = "default_signing_service")]
+    pub service: String,
+}
+
+fn default_signing_service() -> String {
+    "appsync".into()
+}
+
+/// The edge's own credentials for signing upstream requests.
+#[derive(Clone)]
+pub struct Signing {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    pub session_token: Option<String>,
+    pub region: String,
+    pub service: String,
+}
+
+impl std::fmt::Debug for Signing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secret or the token.
+        f.debug_struct("Signing")
+            .field("access_key_id", &self.access_key_id)
+            .field("region", &self.region)
+            .field("service", &self.service)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Validator<'_> {
+    pub(in crate::config) fn signing(
+        &mut self,
+        at: KeyPath,
+        f: &SigningFile,
+        upstream_host: &str,
+    ) -> Option<Signing> {
+        let before = self.problems.len();
+        let secret = match (&f.secret_access_key, &f.secret_access_key_file) {
+            (Some(s), None) => Some(s.trim().to_string()),
+            (None, Some(p)) => self.secret_file(at.key("secret-access-key-file"), p),
+            _ => {
+                self.problem(
+                    at.clone(),
+                    "set exactly one of secret-access-key or secret-access-key-file",
+                );
+                None
+            }
+        };
+        let session_token = match &f.session_token_file {
+            Some(p) => self.secret_file(at.key("session-token-file"), p),
+            None => None,
+        };
+        let region = f.region.clone().or_else(|| appsync_region(upstream_host));
+        if region.is_none() {
+            self.problem(
+                at.key("region"),
+                "set the region (the upstream is not an AppSync host to take it from)",
+            );
+        }
+        if f.access_key_id.trim().is_empty() {
+            self.problem(at.key("access-key-id"), "must not be empty");
+        }
+        (self.problems.len() == before).then(|| Signing {
+            access_key_id: f.access_key_id.trim().to_string(),
+            secret_access_key: secret.unwrap_or_default(),
+            session_token,
+            region: region.unwrap_or_default(),
+            service: f.service.clone(),
+        })
+    }
+
+    fn secret_file(&mut self, at: KeyPath, path: &std::path::Path) -> Option<String> {
+        let path = self.resolve(path);
+        match std::fs::read_to_string(&path) {
+            Ok(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
+            Ok(_) => {
+                self.problem(at, format!("{} is empty", path.display()));
+                None
+            }
+            Err(e) => {
+                self.problem(at, format!("{}: {e}", path.display()));
+                None
+            }
+        }
+    }
+}
