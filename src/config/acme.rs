@@ -35,62 +35,58 @@ impl ChallengeKind {
     }
 }
 
+/// `[acme]` as written.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct AcmeFile {
     /// The CA's directory: "letsencrypt", "letsencrypt-staging", or any RFC 8555 directory URL.
-    #[serde(default = "default_directory")]
     pub directory: String,
     /// Contact addresses for the account ("ops@example.com" or "mailto:ops@example.com").
-    #[serde(default)]
     pub contact: Vec<String>,
     /// Trust anchors (PEM) for the directory's HTTPS instead of the system roots.
-    #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// External account binding, for CAs that require one.
-    #[serde(default)]
     pub eab: Option<EabFile>,
     /// Challenges tried in order for sites that do not list their own.
-    #[serde(default = "default_challenges")]
     pub challenges: Vec<ChallengeKind>,
     /// DNS-01: a command run as `<command...> set|clear <record name> <TXT value>`.
-    #[serde(default)]
     pub dns_hook: Option<Vec<String>>,
     /// Longest a dns-hook run may take.
-    #[serde(default = "default_hook_timeout", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub dns_hook_timeout: Duration,
     /// Wait after a successful `set` before the CA is asked to look (DNS propagation).
-    #[serde(default, with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub dns_propagation_delay: Duration,
     /// First delay after a failed order; doubled (with jitter) on each further failure.
-    #[serde(default = "default_retry_initial", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub retry_initial: Duration,
     /// Longest delay between attempts.
-    #[serde(default = "default_retry_max", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub retry_max: Duration,
     /// How long an order may take from challenges to certificate before it counts as failed.
-    #[serde(default = "default_order_timeout", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub order_timeout: Duration,
 }
 
 impl Default for AcmeFile {
     fn default() -> Self {
         Self {
-            directory: default_directory(),
+            directory: "letsencrypt".into(),
             contact: Vec::new(),
             ca_file: None,
             eab: None,
-            challenges: default_challenges(),
+            challenges: vec![ChallengeKind::TlsAlpn01, ChallengeKind::Http01],
             dns_hook: None,
-            dns_hook_timeout: default_hook_timeout(),
+            dns_hook_timeout: Duration::from_secs(120),
             dns_propagation_delay: Duration::ZERO,
-            retry_initial: default_retry_initial(),
-            retry_max: default_retry_max(),
-            order_timeout: default_order_timeout(),
+            retry_initial: Duration::from_secs(60),
+            retry_max: Duration::from_secs(6 * 3600),
+            order_timeout: Duration::from_secs(120),
         }
     }
 }
 
+/// `[acme] eab` as written: the external account binding the CA gave.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct EabFile {
@@ -98,25 +94,6 @@ pub struct EabFile {
     pub kid: String,
     /// The HMAC key the CA gave (base64url).
     pub hmac_key: String,
-}
-
-fn default_directory() -> String {
-    "letsencrypt".into()
-}
-fn default_challenges() -> Vec<ChallengeKind> {
-    vec![ChallengeKind::TlsAlpn01, ChallengeKind::Http01]
-}
-fn default_hook_timeout() -> Duration {
-    Duration::from_secs(120)
-}
-fn default_retry_initial() -> Duration {
-    Duration::from_secs(60)
-}
-fn default_retry_max() -> Duration {
-    Duration::from_secs(6 * 3600)
-}
-fn default_order_timeout() -> Duration {
-    Duration::from_secs(120)
 }
 
 /// The ACME settings shared by every `tls = "acme"` site.

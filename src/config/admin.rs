@@ -12,14 +12,12 @@ pub const MIN_TOKEN_LEN: usize = 16;
 
 /// `[admin]` as written.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct AdminFile {
     /// Bearer token of the admin API (`Authorization: Bearer <token>`), at least 16 characters.
     /// Without a token (here or in `token-file`) purges are refused.
-    #[serde(default)]
     pub token: Option<String>,
     /// File holding the token (read at start-up, surrounding whitespace trimmed).
-    #[serde(default)]
     pub token_file: Option<PathBuf>,
 }
 

@@ -19,29 +19,26 @@ pub(super) use signing::SigningFile;
 use super::{KeyPath, Validator};
 use jwt::{CognitoFile, JwtFile, OidcFile};
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+/// `[site.auth]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct AuthFile {
     /// API keys accepted in `x-api-key` (AppSync's API_KEY mode).
-    #[serde(default, rename = "api-key")]
+    #[serde(rename = "api-key")]
     pub api_keys: Vec<ApiKeyFile>,
     /// OpenID Connect issuers whose tokens are accepted (AppSync's OPENID_CONNECT mode).
-    #[serde(default)]
     pub oidc: Vec<OidcFile>,
     /// Cognito user pools whose tokens are accepted (AMAZON_COGNITO_USER_POOLS).
-    #[serde(default)]
     pub cognito: Vec<CognitoFile>,
     /// How tokens of both JWT modes are checked.
-    #[serde(default)]
     pub jwt: JwtFile,
     /// AWS_IAM: a SigV4 pre-check; the request is forwarded as signed.
-    #[serde(default)]
     pub iam: Option<IamFile>,
     /// AWS_LAMBDA over HTTP: an authorizer service decides on the token.
-    #[serde(default)]
     pub authorizer: Option<AuthorizerFile>,
 }
 
+/// One `[[site.auth.api-key]]` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ApiKeyFile {
@@ -59,21 +56,27 @@ pub struct ApiKeyFile {
     pub expires: Option<String>,
 }
 
+/// `[site.auth.iam]` as written.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct IamFile {
     /// The region requests must be signed for. Default: the region of an AppSync upstream.
-    #[serde(default)]
     pub region: Option<String>,
     /// How far `X-Amz-Date` may be from the edge's clock.
-    #[serde(default = "default_clock_skew", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub max_clock_skew: Duration,
 }
 
-fn default_clock_skew() -> Duration {
-    Duration::from_secs(300)
+impl Default for IamFile {
+    fn default() -> Self {
+        Self {
+            region: None,
+            max_clock_skew: Duration::from_secs(300),
+        }
+    }
 }
 
+/// `[site.auth.authorizer]` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct AuthorizerFile {
@@ -92,10 +95,10 @@ pub struct AuthorizerFile {
     pub max_cached_verdicts: u64,
 }
 
+// `url` is required, so the other keys' defaults are given one by one.
 fn default_authorizer_ttl() -> Duration {
     Duration::from_secs(300)
 }
-
 fn default_authorizer_entries() -> u64 {
     100_000
 }
@@ -187,12 +190,7 @@ impl Validator<'_> {
                 ),
             }
         }
-        auth.jwt = JwtSettings {
-            leeway: f.jwt.leeway,
-            max_token_size: f.jwt.max_token_size.as_u64() as usize,
-            jwks_refetch_interval: f.jwt.jwks_refetch_interval,
-            jwks_max_age: f.jwt.jwks_max_age,
-        };
+        auth.jwt = JwtSettings::from(&f.jwt);
         if auth.jwt.max_token_size < 512 {
             self.problem(at.key("jwt").key("max-token-size"), "at least 512 bytes");
         }

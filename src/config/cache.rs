@@ -10,71 +10,63 @@ use serde::Deserialize;
 
 use super::{KeyPath, Validator};
 
+/// `[cache]` as written.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct CacheFile {
     /// Memory for cached responses (keys, bodies and headers), for the whole process.
-    #[serde(default = "default_cache_size")]
     pub max_size: ByteSize,
 }
 
 impl Default for CacheFile {
     fn default() -> Self {
         Self {
-            max_size: default_cache_size(),
+            max_size: ByteSize::mib(256),
         }
     }
 }
 
+/// `[site.cache]` as written.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SiteCacheFile {
     /// TTL of queries no rule matches; "0s": such queries are not cached.
-    #[serde(default, with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub default_ttl: Duration,
     /// Scope of queries cached by `default-ttl`.
-    #[serde(default)]
     pub default_scope: ScopeFile,
     /// Stale-while-revalidate window of queries cached by `default-ttl`.
-    #[serde(default, with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub stale_while_revalidate: Duration,
     /// How long past its TTL a response may be served when the upstream fails or times out.
-    #[serde(default, with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub stale_if_error: Duration,
     /// Request header naming the principal of per-principal scopes (until auth exists), e.g.
     /// "authorization" or "x-api-key". Its value is hashed, never stored.
-    #[serde(default)]
     pub principal_header: Option<String>,
     /// Cookie naming the principal instead of a header.
-    #[serde(default)]
     pub principal_cookie: Option<String>,
     /// Ignore the upstream's Cache-Control (no-store, private, max-age).
-    #[serde(default)]
     pub ignore_upstream_cache_control: bool,
     /// Let a client's `Cache-Control: no-cache` fetch a fresh response (and refresh the entry).
-    #[serde(default)]
     pub allow_client_no_cache: bool,
     /// Larger responses are not cached.
-    #[serde(default = "default_max_entry")]
     pub max_entry_size: ByteSize,
     /// Upstream response headers kept in cached responses, besides Content-Type.
-    #[serde(default)]
     pub keep_headers: Vec<String>,
     /// How long concurrent misses for one key wait for the first one's response.
-    #[serde(default = "default_coalesce", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub coalesce_wait: Duration,
     /// Caching rules; overlapping rules take the smallest TTL and the union of scopes.
-    #[serde(default, rename = "rule")]
+    #[serde(rename = "rule")]
     pub rules: Vec<CacheRuleFile>,
     /// Fields identifying an entity of a type, for entity tags (default `id`).
-    #[serde(default)]
     pub key_fields: std::collections::HashMap<String, Vec<String>>,
     /// What a mutation's response purges: "entity" (cached responses holding the entities it
     /// returns), "type" (every response holding their types), or "none".
-    #[serde(default)]
     pub invalidate: InvalidateFile,
     /// Per mutation field: what it purges instead, and root fields purged with it.
-    #[serde(default, rename = "mutation")]
+    #[serde(rename = "mutation")]
     pub mutations: Vec<MutationRuleFile>,
 }
 
@@ -89,9 +81,9 @@ impl Default for SiteCacheFile {
             principal_cookie: None,
             ignore_upstream_cache_control: false,
             allow_client_no_cache: false,
-            max_entry_size: default_max_entry(),
+            max_entry_size: ByteSize::mib(1),
             keep_headers: Vec::new(),
-            coalesce_wait: default_coalesce(),
+            coalesce_wait: Duration::from_secs(5),
             rules: Vec::new(),
             key_fields: Default::default(),
             invalidate: InvalidateFile::Entity,
@@ -109,6 +101,7 @@ pub enum ScopeFile {
     Principal,
 }
 
+/// What a mutation purges, as written (see `Invalidate`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum InvalidateFile {
@@ -142,6 +135,7 @@ pub struct CacheRuleFile {
     pub scope: ScopeFile,
 }
 
+/// One `[[site.cache.mutation]]` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct MutationRuleFile {
@@ -152,18 +146,6 @@ pub struct MutationRuleFile {
     /// Cached responses of these root fields (any arguments) are purged too, e.g. ["listPosts"].
     #[serde(default)]
     pub purge_fields: Vec<String>,
-}
-
-fn default_cache_size() -> ByteSize {
-    ByteSize::mib(256)
-}
-
-fn default_max_entry() -> ByteSize {
-    ByteSize::mib(1)
-}
-
-fn default_coalesce() -> Duration {
-    Duration::from_secs(5)
 }
 
 /// The longest TTL a rule may set.

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::{KeyPath, Validator};
 
+/// `[site.cors]` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct CorsFile {
@@ -30,6 +31,7 @@ pub struct CorsFile {
     pub max_age: Duration,
 }
 
+// `allow-origins` is required, so the other keys' defaults are given one by one.
 fn default_cors_methods() -> Vec<String> {
     ["GET", "POST", "OPTIONS"].map(String::from).to_vec()
 }

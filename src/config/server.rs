@@ -10,194 +10,133 @@ use serde::Deserialize;
 
 use super::{KeyPath, Validator};
 
+/// `[server]` as written.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ServerFile {
     /// Worker threads of the proxy service.
-    #[serde(default = "default_threads")]
     pub threads: usize,
     /// Directory for state that must survive restarts (ACME account, issued certificates).
-    #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
     /// Pid file (used by graceful upgrades).
-    #[serde(default = "default_pid_file")]
     pub pid_file: PathBuf,
     /// Unix socket over which a new process takes the listening sockets of the old one.
-    #[serde(default = "default_upgrade_sock")]
     pub upgrade_socket: PathBuf,
     /// After SIGTERM (or handing the sockets to a new process), how long in-flight requests get
     /// to finish; the process exits as soon as none is left.
-    #[serde(default = "default_grace", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub grace_period: Duration,
     /// On SIGTERM, how long graphfront keeps serving (every answer with `Connection: close`,
     /// `/readyz` 503 with `"draining": true`) before it stops accepting, so load balancers see
     /// it leave. Set it to the health checks' interval times their failure threshold.
-    #[serde(default, with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub drain_notice: Duration,
     /// After the grace period, how long the runtimes get to stop.
-    #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub graceful_shutdown_timeout: Duration,
     /// How long a resolved upstream address is reused before it is looked up again.
-    #[serde(default = "default_dns_ttl", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub dns_ttl: Duration,
     /// Trust anchors (PEM) for upstream TLS instead of the system roots (`SSL_CERT_FILE` is
     /// honoured when this is not set).
-    #[serde(default)]
     pub upstream_ca_file: Option<PathBuf>,
     /// Access log: "on" (one event per request), "off".
-    #[serde(default = "default_true")]
     pub access_log: bool,
 }
 
 impl Default for ServerFile {
     fn default() -> Self {
         Self {
-            threads: default_threads(),
-            state_dir: default_state_dir(),
-            pid_file: default_pid_file(),
-            upgrade_socket: default_upgrade_sock(),
-            grace_period: default_grace(),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            state_dir: PathBuf::from("/var/lib/graphfront"),
+            pid_file: PathBuf::from("/run/graphfront/graphfront.pid"),
+            upgrade_socket: PathBuf::from("/run/graphfront/upgrade.sock"),
+            grace_period: Duration::from_secs(30),
             drain_notice: Duration::ZERO,
-            graceful_shutdown_timeout: default_shutdown_timeout(),
-            dns_ttl: default_dns_ttl(),
+            graceful_shutdown_timeout: Duration::from_secs(5),
+            dns_ttl: Duration::from_secs(30),
             upstream_ca_file: None,
             access_log: true,
         }
     }
 }
 
+/// `[listeners]` as written.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ListenersFile {
     /// HTTPS addresses (TLS terminated here, h2 and http/1.1).
-    #[serde(default = "default_https")]
     pub https: Vec<String>,
     /// Plain HTTP addresses: 308 redirect to https (and ACME HTTP-01). Empty to disable.
-    #[serde(default = "default_http")]
     pub http: Vec<String>,
     /// Admin listener (metrics, health, admin API). Keep it on loopback or a private network.
-    #[serde(default = "default_admin")]
     pub admin: String,
     /// Offer HTTP/2 through ALPN on the https listeners.
-    #[serde(default = "default_true")]
     pub h2: bool,
     /// Largest HTTP/1 request head (request line and headers); 431 above. HTTP/2 header
     /// lists have the same limit.
-    #[serde(default = "default_max_request_header")]
     pub max_request_header: ByteSize,
     /// Connections one client address may hold open on the https listeners (TLS handshakes
     /// included); 0: no limit.
-    #[serde(default = "default_client_connections")]
     pub max_connections_per_client: usize,
 }
 
 impl Default for ListenersFile {
     fn default() -> Self {
         Self {
-            https: default_https(),
-            http: default_http(),
-            admin: default_admin(),
+            https: vec!["0.0.0.0:443".into()],
+            http: vec!["0.0.0.0:80".into()],
+            admin: "127.0.0.1:9180".into(),
             h2: true,
-            max_request_header: default_max_request_header(),
-            max_connections_per_client: default_client_connections(),
+            max_request_header: ByteSize::kib(64),
+            max_connections_per_client: 256,
         }
     }
 }
 
+/// `[log]` as written.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct LogFile {
     /// Level or `tracing` filter directives ("info", "warn,graphfront=debug").
-    #[serde(default = "default_log_level")]
     pub level: String,
     /// auto (text on a terminal, JSON under journald), text or json.
-    #[serde(default)]
     pub format: crate::logging::Format,
 }
 
 impl Default for LogFile {
     fn default() -> Self {
         Self {
-            level: default_log_level(),
+            level: "info".into(),
             format: crate::logging::Format::Auto,
         }
     }
 }
 
-fn default_log_level() -> String {
-    "info".into()
-}
-
 /// Client-side deadlines on the https listeners: each is a total, not a time between reads.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ClientTimeoutsFile {
     /// From accepting a connection to the end of its TLS handshake.
-    #[serde(default = "default_client_step", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub tls_handshake: Duration,
     /// For an HTTP/1 request head, from its first byte (from the handshake, for a
     /// connection's first request); 408 and close when exceeded.
-    #[serde(default = "default_client_step", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub request_header: Duration,
     /// For a request body the edge reads (GraphQL POSTs), HTTP/1 and HTTP/2; 408 when exceeded.
-    #[serde(default = "default_request_body", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub request_body: Duration,
 }
 
 impl Default for ClientTimeoutsFile {
     fn default() -> Self {
         Self {
-            tls_handshake: default_client_step(),
-            request_header: default_client_step(),
-            request_body: default_request_body(),
+            tls_handshake: Duration::from_secs(10),
+            request_header: Duration::from_secs(10),
+            request_body: Duration::from_secs(30),
         }
     }
-}
-
-fn default_client_step() -> Duration {
-    Duration::from_secs(10)
-}
-fn default_request_body() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_max_request_header() -> ByteSize {
-    ByteSize::kib(64)
-}
-fn default_client_connections() -> usize {
-    256
-}
-fn default_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
-fn default_state_dir() -> PathBuf {
-    PathBuf::from("/var/lib/graphfront")
-}
-fn default_pid_file() -> PathBuf {
-    PathBuf::from("/run/graphfront/graphfront.pid")
-}
-fn default_upgrade_sock() -> PathBuf {
-    PathBuf::from("/run/graphfront/upgrade.sock")
-}
-fn default_grace() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_shutdown_timeout() -> Duration {
-    Duration::from_secs(5)
-}
-fn default_dns_ttl() -> Duration {
-    Duration::from_secs(30)
-}
-fn default_true() -> bool {
-    true
-}
-fn default_https() -> Vec<String> {
-    vec!["0.0.0.0:443".into()]
-}
-fn default_http() -> Vec<String> {
-    vec!["0.0.0.0:80".into()]
-}
-fn default_admin() -> String {
-    "127.0.0.1:9180".into()
 }
 
 /// Deadlines and caps for clients of the https listeners (`[timeouts]`, `[listeners]`).

@@ -94,34 +94,37 @@ pub enum UpstreamMethod {
     AsSent,
 }
 
+/// `[site.timeouts]` as written: timeouts towards the upstream.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct TimeoutsFile {
     /// TCP + TLS connect to the upstream.
-    #[serde(default = "default_connect", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub connect: Duration,
     /// Longest wait for the upstream between reads (504 when exceeded before the response starts).
-    #[serde(default = "default_read", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub read: Duration,
     /// Longest wait to write to the upstream.
-    #[serde(default = "default_read", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub write: Duration,
     /// How long an idle pooled upstream connection is kept.
-    #[serde(default = "default_idle", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub idle: Duration,
 }
 
 impl Default for TimeoutsFile {
     fn default() -> Self {
         Self {
-            connect: default_connect(),
-            read: default_read(),
-            write: default_read(),
-            idle: default_idle(),
+            connect: Duration::from_secs(5),
+            read: Duration::from_secs(30),
+            write: Duration::from_secs(30),
+            idle: Duration::from_secs(60),
         }
     }
 }
 
+// `name`, `domains`, `upstream` and `tls` are required, so the other keys' defaults are given
+// one by one.
 fn default_graphql_path() -> String {
     "/graphql".into()
 }
@@ -139,18 +142,6 @@ fn default_csrf_headers() -> Vec<String> {
     ]
     .map(String::from)
     .to_vec()
-}
-
-fn default_connect() -> Duration {
-    Duration::from_secs(5)
-}
-
-fn default_read() -> Duration {
-    Duration::from_secs(30)
-}
-
-fn default_idle() -> Duration {
-    Duration::from_secs(60)
 }
 
 fn default_true() -> bool {
@@ -184,6 +175,7 @@ pub struct Site {
     pub apq: apq::Apq,
 }
 
+/// A site's validated upstream timeouts.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
     pub connect: Duration,

@@ -10,38 +10,51 @@ use super::acme::ChallengeKind;
 use super::site::SiteFile;
 use super::{KeyPath, Validator};
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+/// `[tls]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct TlsFile {
     /// How often certificate files are checked for changes (0s disables polling).
-    #[serde(default = "default_reload", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub reload_interval: Duration,
     /// Name of the site whose certificate answers handshakes with an unknown or missing SNI.
     /// Without it such handshakes are refused.
-    #[serde(default)]
     pub fallback_site: Option<String>,
 }
 
-fn default_reload() -> Duration {
-    Duration::from_secs(10)
+impl Default for TlsFile {
+    fn default() -> Self {
+        Self {
+            reload_interval: Duration::from_secs(10),
+            fallback_site: None,
+        }
+    }
+}
+
+impl TlsFile {
+    /// `[tls]` when the file has no such table: certificate files are then not polled
+    /// (`reload-interval` 0s), whereas a `[tls]` table without the key polls every 10s. This
+    /// is how graphfront has always read it; kept as it is until it is decided otherwise.
+    pub fn without_table() -> Self {
+        Self {
+            reload_interval: Duration::ZERO,
+            fallback_site: None,
+        }
+    }
 }
 
 /// A site's certificate: `tls = "acme"`, `tls = { acme = true, challenges = [...] }`, or
 /// `tls = { cert = "...", key = "..." }`.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SiteTlsFile {
     /// Certificate chain, PEM, leaf first.
-    #[serde(default)]
     pub cert: Option<PathBuf>,
     /// Private key, PEM (PKCS#8, PKCS#1 or SEC1).
-    #[serde(default)]
     pub key: Option<PathBuf>,
     /// Obtain and renew the certificate with ACME (`[acme]`).
-    #[serde(default)]
     pub acme: bool,
     /// ACME challenges to try, in order (default: `[acme] challenges`).
-    #[serde(default)]
     pub challenges: Option<Vec<ChallengeKind>>,
 }
 

@@ -11,38 +11,31 @@ use super::{KeyPath, Validator};
 
 /// `[site.websocket]` as written.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct WebSocketFile {
     /// Rewrite the `host` inside AppSync real-time auth (handshake and `start` messages) to the
     /// upstream API's host. Default: on when the upstream is an AppSync endpoint.
-    #[serde(default)]
     pub rewrite_host: Option<bool>,
     /// Browser origins allowed to open WebSockets (`Origin`); empty: any. Requests without
     /// `Origin` (non-browser clients) are not affected.
-    #[serde(default)]
     pub allowed_origins: Vec<String>,
     /// Other paths whose WebSocket upgrades go to the upstream (same origin, same path), with
     /// the same limits: graphql-transport-ws, MQTT over WebSocket, ...
-    #[serde(default)]
     pub paths: Vec<String>,
     /// Open WebSockets for the whole site.
-    #[serde(default = "default_ws_site_limit")]
     pub max_connections: usize,
     /// Open WebSockets per client address.
-    #[serde(default = "default_ws_client_limit")]
     pub max_connections_per_client: usize,
     /// Largest frame a client may send (close 1009 above).
-    #[serde(default = "default_ws_frame")]
     pub max_frame: ByteSize,
     /// Largest message a client may send, fragments together (close 1009 above).
-    #[serde(default = "default_ws_frame")]
     pub max_message: ByteSize,
     /// AppSync real-time: how long a client may take to send `connection_init`.
-    #[serde(default = "default_ws_init", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub connection_init_timeout: Duration,
     /// Close a WebSocket when the upstream sent nothing (AppSync sends `ka` every minute) for
     /// this long.
-    #[serde(default = "default_ws_idle", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub idle_timeout: Duration,
 }
 
@@ -52,30 +45,14 @@ impl Default for WebSocketFile {
             rewrite_host: None,
             allowed_origins: Vec::new(),
             paths: Vec::new(),
-            max_connections: default_ws_site_limit(),
-            max_connections_per_client: default_ws_client_limit(),
-            max_frame: default_ws_frame(),
-            max_message: default_ws_frame(),
-            connection_init_timeout: default_ws_init(),
-            idle_timeout: default_ws_idle(),
+            max_connections: 50_000,
+            max_connections_per_client: 100,
+            max_frame: ByteSize::kib(256),
+            max_message: ByteSize::kib(256),
+            connection_init_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(600),
         }
     }
-}
-
-fn default_ws_site_limit() -> usize {
-    50_000
-}
-fn default_ws_client_limit() -> usize {
-    100
-}
-fn default_ws_frame() -> ByteSize {
-    ByteSize::kib(256)
-}
-fn default_ws_init() -> Duration {
-    Duration::from_secs(10)
-}
-fn default_ws_idle() -> Duration {
-    Duration::from_secs(600)
 }
 
 /// WebSockets of a site (see `WebSocketFile`).

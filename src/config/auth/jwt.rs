@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use crate::config::{KeyPath, Validator};
 
+/// One `[[site.auth.oidc]]` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct OidcFile {
@@ -27,6 +28,7 @@ pub struct OidcFile {
     pub jwks_url: Option<String>,
 }
 
+/// One `[[site.auth.cognito]]` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct CognitoFile {
@@ -47,48 +49,32 @@ pub struct CognitoFile {
     pub issuer: Option<String>,
 }
 
+/// `[site.auth.jwt]` as written.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct JwtFile {
     /// Clock skew allowed on `exp`, `nbf` and `iat`.
-    #[serde(default = "default_leeway", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub leeway: Duration,
     /// Longer tokens are refused unread.
-    #[serde(default = "default_max_token")]
     pub max_token_size: ByteSize,
     /// An unknown `kid` makes the issuer's keys be fetched again, at most this often.
-    #[serde(default = "default_jwks_refetch", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub jwks_refetch_interval: Duration,
     /// Keys older than this are fetched again in the background (rotation).
-    #[serde(default = "default_jwks_max_age", with = "humantime_serde")]
+    #[serde(with = "humantime_serde")]
     pub jwks_max_age: Duration,
 }
 
 impl Default for JwtFile {
     fn default() -> Self {
         Self {
-            leeway: default_leeway(),
-            max_token_size: default_max_token(),
-            jwks_refetch_interval: default_jwks_refetch(),
-            jwks_max_age: default_jwks_max_age(),
+            leeway: Duration::from_secs(60),
+            max_token_size: ByteSize::kib(8),
+            jwks_refetch_interval: Duration::from_secs(60),
+            jwks_max_age: Duration::from_secs(3600),
         }
     }
-}
-
-fn default_leeway() -> Duration {
-    Duration::from_secs(60)
-}
-
-fn default_max_token() -> ByteSize {
-    ByteSize::kib(8)
-}
-
-fn default_jwks_refetch() -> Duration {
-    Duration::from_secs(60)
-}
-
-fn default_jwks_max_age() -> Duration {
-    Duration::from_secs(3600)
 }
 
 /// Which AppSync mode an issuer stands for.
@@ -133,6 +119,7 @@ pub enum JwksSource {
     Discovery(String),
 }
 
+/// How tokens of both JWT modes are checked.
 #[derive(Debug, Clone)]
 pub struct JwtSettings {
     pub leeway: Duration,
@@ -141,15 +128,20 @@ pub struct JwtSettings {
     pub jwks_max_age: Duration,
 }
 
-impl Default for JwtSettings {
-    fn default() -> Self {
-        let f = JwtFile::default();
+impl From<&JwtFile> for JwtSettings {
+    fn from(f: &JwtFile) -> Self {
         Self {
             leeway: f.leeway,
             max_token_size: f.max_token_size.as_u64() as usize,
             jwks_refetch_interval: f.jwks_refetch_interval,
             jwks_max_age: f.jwks_max_age,
         }
+    }
+}
+
+impl Default for JwtSettings {
+    fn default() -> Self {
+        (&JwtFile::default()).into()
     }
 }
 

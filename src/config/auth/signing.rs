@@ -8,13 +8,16 @@ use serde::Deserialize;
 use super::appsync_region;
 use crate::config::{KeyPath, Validator};
 
+/// `[site.upstream-signing]` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SigningFile {
+    /// The access key id of the edge's credentials.
     pub access_key_id: String,
     /// The secret, or better `secret-access-key-file`.
     #[serde(default)]
     pub secret_access_key: Option<String>,
+    /// A file holding the secret (surrounding whitespace ignored).
     #[serde(default)]
     pub secret_access_key_file: Option<PathBuf>,
     /// A file holding a session token (temporary credentials).
@@ -23,10 +26,12 @@ pub struct SigningFile {
     /// Default: the region of an AppSync upstream's host.
     #[serde(default)]
     pub region: Option<String>,
+    /// The service requests are signed for.
     #[serde(default = "default_signing_service")]
     pub service: String,
 }
 
+// `access-key-id` is required, so `service`'s default is given on its own.
 fn default_signing_service() -> String {
     "appsync".into()
 }
