@@ -15,6 +15,7 @@ mod locate;
 mod server;
 mod site;
 mod tls;
+mod value;
 mod websocket;
 
 use std::net::SocketAddr;

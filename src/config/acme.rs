@@ -9,6 +9,7 @@ use serde::Deserialize;
 
 use super::site::Site;
 use super::tls::CertSource;
+use super::value::ReadableFile;
 use super::{KeyPath, Validator};
 
 /// An ACME challenge type.
@@ -44,7 +45,7 @@ pub struct AcmeFile {
     /// Contact addresses for the account ("ops@example.com" or "mailto:ops@example.com").
     pub contact: Vec<String>,
     /// Trust anchors (PEM) for the directory's HTTPS instead of the system roots.
-    pub ca_file: Option<PathBuf>,
+    pub ca_file: Option<ReadableFile>,
     /// External account binding, for CAs that require one.
     pub eab: Option<EabFile>,
     /// Challenges tried in order for sites that do not list their own.
@@ -151,15 +152,10 @@ impl Validator<'_> {
                 }
             }
         });
-        let ca_file = f.ca_file.as_ref().map(|p| self.resolve(p));
-        if let Some(p) = &ca_file {
-            if !p.is_file() {
-                self.problem(
-                    at.key("ca-file"),
-                    format!("{} is not a readable file", p.display()),
-                );
-            }
-        }
+        let ca_file = f
+            .ca_file
+            .as_ref()
+            .map(|p| self.readable_file(at.key("ca-file"), p));
         if f.dns_hook.as_ref().is_some_and(|h| h.is_empty()) {
             self.problem(at.key("dns-hook"), "name the command to run");
         }

@@ -6,7 +6,6 @@ mod jwt;
 mod signing;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -16,6 +15,7 @@ pub use jwt::{Issuer, JwksSource, JwtMode, JwtSettings};
 pub use signing::Signing;
 pub(super) use signing::SigningFile;
 
+use super::value::SecretFile;
 use super::{KeyPath, Validator};
 use jwt::{CognitoFile, JwtFile, OidcFile};
 
@@ -50,7 +50,7 @@ pub struct ApiKeyFile {
     pub key: Option<String>,
     /// A file holding the key (surrounding whitespace ignored).
     #[serde(default)]
-    pub key_file: Option<PathBuf>,
+    pub key_file: Option<SecretFile>,
     /// When the key stops being accepted (RFC 3339, e.g. "2027-01-31T00:00:00Z").
     #[serde(default)]
     pub expires: Option<String>,
@@ -138,6 +138,9 @@ pub struct IamCheck {
     pub max_clock_skew: Duration,
 }
 
+/// The problem of a region that is neither set nor found in the upstream's host.
+const NO_REGION: &str = "set the region (the upstream is not an AppSync host to take it from)";
+
 /// The region of an AppSync endpoint host (`<id>.appsync-api.<region>.amazonaws.com`).
 pub fn appsync_region(host: &str) -> Option<String> {
     let rest = host
@@ -184,10 +187,7 @@ impl Validator<'_> {
                         max_clock_skew: iam.max_clock_skew,
                     })
                 }
-                None => self.problem(
-                    at.key("iam").key("region"),
-                    "set the region (the upstream is not an AppSync host to take it from)",
-                ),
+                None => self.problem(at.key("iam").key("region"), NO_REGION),
             }
         }
         auth.jwt = JwtSettings::from(&f.jwt);
@@ -217,16 +217,7 @@ impl Validator<'_> {
             let kat = at.key("api-key").index(i);
             let secret = match (&k.key, &k.key_file) {
                 (Some(key), None) => Some(key.trim().to_string()),
-                (None, Some(path)) => {
-                    let path = self.resolve(path);
-                    match std::fs::read_to_string(&path) {
-                        Ok(s) => Some(s.trim().to_string()),
-                        Err(e) => {
-                            self.problem(kat.key("key-file"), format!("{}: {e}", path.display()));
-                            None
-                        }
-                    }
-                }
+                (None, Some(f)) => self.read_secret(kat.key("key-file"), f),
                 _ => {
                     self.problem(kat.clone(), "set exactly one of key or key-file");
                     None

@@ -8,7 +8,7 @@ use bytesize::ByteSize;
 use http::HeaderName;
 use serde::Deserialize;
 
-use super::{KeyPath, Validator};
+use super::{value, KeyPath, Validator};
 
 /// `[cache]` as written.
 #[derive(Debug, Deserialize)]
@@ -43,7 +43,7 @@ pub struct SiteCacheFile {
     pub stale_if_error: Duration,
     /// Request header naming the principal of per-principal scopes (until auth exists), e.g.
     /// "authorization" or "x-api-key". Its value is hashed, never stored.
-    pub principal_header: Option<String>,
+    pub principal_header: Option<value::HeaderName>,
     /// Cookie naming the principal instead of a header.
     pub principal_cookie: Option<String>,
     /// Ignore the upstream's Cache-Control (no-store, private, max-age).
@@ -53,7 +53,7 @@ pub struct SiteCacheFile {
     /// Larger responses are not cached.
     pub max_entry_size: ByteSize,
     /// Upstream response headers kept in cached responses, besides Content-Type.
-    pub keep_headers: Vec<String>,
+    pub keep_headers: Vec<value::HeaderName>,
     /// How long concurrent misses for one key wait for the first one's response.
     #[serde(with = "humantime_serde")]
     pub coalesce_wait: Duration,
@@ -260,16 +260,9 @@ impl Validator<'_> {
                 );
                 None
             }
-            (Some(h), None) => match HeaderName::try_from(h.as_str()) {
-                Ok(name) => Some(PrincipalSource::Header(name)),
-                Err(_) => {
-                    self.problem(
-                        at.key("principal-header"),
-                        format!("`{h}` is not a header name"),
-                    );
-                    None
-                }
-            },
+            (Some(h), None) => self
+                .header_name(at.key("principal-header"), h)
+                .map(PrincipalSource::Header),
             (None, Some(c)) if c.is_empty() || c.contains([';', '=', ' ']) => {
                 self.problem(
                     at.key("principal-cookie"),
@@ -336,18 +329,13 @@ impl Validator<'_> {
         }
         let mut keep_headers = Vec::new();
         for (i, h) in f.keep_headers.iter().enumerate() {
-            match HeaderName::try_from(h.as_str()) {
-                Ok(n) if n == http::header::SET_COOKIE => {
-                    self.problem(
-                        at.key("keep-headers").index(i),
-                        "set-cookie is never cached",
-                    );
+            let at = at.key("keep-headers").index(i);
+            match self.header_name(at.clone(), h) {
+                Some(n) if n == http::header::SET_COOKIE => {
+                    self.problem(at, "set-cookie is never cached");
                 }
-                Ok(n) => keep_headers.push(n),
-                Err(_) => self.problem(
-                    at.key("keep-headers").index(i),
-                    format!("`{h}` is not a header name"),
-                ),
+                Some(n) => keep_headers.push(n),
+                None => {}
             }
         }
         CachePolicy {

@@ -13,6 +13,7 @@ use super::cors::CorsFile;
 use super::endpoint::{default_realtime, Endpoint};
 use super::limits::{limits_of, LimitsFile};
 use super::tls::{CertSource, SiteTlsEntry};
+use super::value::{self, ReadableFile, UrlPath};
 use super::websocket::{WebSocketFile, WebSocketPolicy};
 use super::{apq, auth, cache, cors, ChallengeKind, KeyPath, Validator};
 
@@ -32,10 +33,10 @@ pub struct SiteFile {
     pub realtime_upstream: Option<String>,
     /// Path of the GraphQL endpoint on the custom domain.
     #[serde(default = "default_graphql_path")]
-    pub graphql_path: String,
+    pub graphql_path: UrlPath,
     /// Path of the real-time endpoint on the custom domain.
     #[serde(default = "default_realtime_path")]
-    pub realtime_path: String,
+    pub realtime_path: UrlPath,
     /// Largest request body accepted (413 above). Bodies over 64 KiB are refused with 413 too:
     /// every forwarded body is analysed.
     #[serde(default)]
@@ -44,7 +45,7 @@ pub struct SiteFile {
     pub tls: SiteTlsEntry,
     /// Trust anchors (PEM) for this site's upstream only, instead of the system roots.
     #[serde(default)]
-    pub upstream_ca_file: Option<PathBuf>,
+    pub upstream_ca_file: Option<ReadableFile>,
     /// Offer HTTP/2 to the upstream.
     #[serde(default)]
     pub upstream_h2: bool,
@@ -70,7 +71,7 @@ pub struct SiteFile {
     pub csrf: bool,
     /// Headers any of which marks a request as not forgeable cross-site.
     #[serde(default = "default_csrf_headers")]
-    pub csrf_required_headers: Vec<String>,
+    pub csrf_required_headers: Vec<value::HeaderName>,
     /// Who may call this site, checked at the edge (AppSync's auth modes).
     #[serde(default)]
     pub auth: Option<AuthFile>,
@@ -125,22 +126,22 @@ impl Default for TimeoutsFile {
 
 // `name`, `domains`, `upstream` and `tls` are required, so the other keys' defaults are given
 // one by one.
-fn default_graphql_path() -> String {
+fn default_graphql_path() -> UrlPath {
     "/graphql".into()
 }
 
-fn default_realtime_path() -> String {
+fn default_realtime_path() -> UrlPath {
     "/graphql/realtime".into()
 }
 
-fn default_csrf_headers() -> Vec<String> {
+fn default_csrf_headers() -> Vec<value::HeaderName> {
     [
         "x-apollo-operation-name",
         "apollo-require-preflight",
         "x-api-key",
         "authorization",
     ]
-    .map(String::from)
+    .map(|h| value::HeaderName(h.into()))
     .to_vec()
 }
 
@@ -227,19 +228,13 @@ impl Validator<'_> {
         let realtime = match &s.realtime_upstream {
             Some(url) => self.endpoint(at.key("realtime-upstream"), url, &["wss", "ws"]),
             None => upstream.as_ref().and_then(|u| {
-                default_realtime(u, &s.realtime_path)
+                default_realtime(u, &s.realtime_path.0)
                     .map_err(|why| self.problem(at.key("realtime-path"), why))
                     .ok()
             }),
         };
-        for (key, p) in [
-            ("graphql-path", &s.graphql_path),
-            ("realtime-path", &s.realtime_path),
-        ] {
-            if !p.starts_with('/') || p.contains('?') {
-                self.problem(at.key(key), "must start with '/' and hold no query");
-            }
-        }
+        let graphql_path = self.url_path(at.key("graphql-path"), &s.graphql_path);
+        let realtime_path = self.url_path(at.key("realtime-path"), &s.realtime_path);
         let get_as_post = match s.upstream_method {
             Some(m) => m == UpstreamMethod::Post,
             None => upstream
@@ -255,15 +250,10 @@ impl Validator<'_> {
         }
         let certificate = self.certificate(at.key("tls"), &s.tls.0, default_challenges);
         let websocket = self.websocket(at.key("websocket"), &s.websocket, upstream.as_ref());
-        let upstream_ca_file = s.upstream_ca_file.as_ref().map(|p| self.resolve(p));
-        if let Some(p) = &upstream_ca_file {
-            if !p.is_file() {
-                self.problem(
-                    at.key("upstream-ca-file"),
-                    format!("{} is not a readable file", p.display()),
-                );
-            }
-        }
+        let upstream_ca_file = s
+            .upstream_ca_file
+            .as_ref()
+            .map(|f| self.readable_file(at.key("upstream-ca-file"), f));
         for (key, d) in [
             ("connect", s.timeouts.connect),
             ("read", s.timeouts.read),
@@ -293,16 +283,12 @@ impl Validator<'_> {
                  (their signatures would never be verified); use another mode for clients",
             );
         }
-        let mut csrf_required_headers = Vec::new();
-        for (i, h) in s.csrf_required_headers.iter().enumerate() {
-            match http::HeaderName::try_from(h.as_str()) {
-                Ok(name) => csrf_required_headers.push(name),
-                Err(_) => self.problem(
-                    at.key("csrf-required-headers").index(i),
-                    format!("`{h}` is not a header name"),
-                ),
-            }
-        }
+        let csrf_required_headers = s
+            .csrf_required_headers
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| self.header_name(at.key("csrf-required-headers").index(i), h))
+            .collect();
         if self.problems.len() > before {
             return None;
         }
@@ -311,8 +297,8 @@ impl Validator<'_> {
             domains,
             upstream: upstream?,
             realtime: realtime?,
-            graphql_path: s.graphql_path.clone(),
-            realtime_path: s.realtime_path.clone(),
+            graphql_path,
+            realtime_path,
             max_body,
             certificate: certificate?,
             websocket,

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::acme::ChallengeKind;
 use super::site::SiteFile;
+use super::value::ReadableFile;
 use super::{KeyPath, Validator};
 
 /// `[tls]` as written.
@@ -49,9 +50,9 @@ impl TlsFile {
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct SiteTlsFile {
     /// Certificate chain, PEM, leaf first.
-    pub cert: Option<PathBuf>,
+    pub cert: Option<ReadableFile>,
     /// Private key, PEM (PKCS#8, PKCS#1 or SEC1).
-    pub key: Option<PathBuf>,
+    pub key: Option<ReadableFile>,
     /// Obtain and renew the certificate with ACME (`[acme]`).
     pub acme: bool,
     /// ACME challenges to try, in order (default: `[acme] challenges`).
@@ -111,15 +112,8 @@ impl Validator<'_> {
                 if t.challenges.is_some() {
                     self.problem(at.key("challenges"), "only for acme = true");
                 }
-                let (cert, key) = (self.resolve(cert), self.resolve(key));
-                for (name, p) in [("cert", &cert), ("key", &key)] {
-                    if !p.is_file() {
-                        self.problem(
-                            at.key(name),
-                            format!("{} is not a readable file", p.display()),
-                        );
-                    }
-                }
+                let cert = self.readable_file(at.key("cert"), cert);
+                let key = self.readable_file(at.key("key"), key);
                 Some(CertSource::Files { cert, key })
             }
             _ => {

@@ -7,6 +7,7 @@ use bytesize::ByteSize;
 use serde::Deserialize;
 
 use super::endpoint::Endpoint;
+use super::value::UrlPath;
 use super::{KeyPath, Validator};
 
 /// `[site.websocket]` as written.
@@ -21,7 +22,7 @@ pub struct WebSocketFile {
     pub allowed_origins: Vec<String>,
     /// Other paths whose WebSocket upgrades go to the upstream (same origin, same path), with
     /// the same limits: graphql-transport-ws, MQTT over WebSocket, ...
-    pub paths: Vec<String>,
+    pub paths: Vec<UrlPath>,
     /// Open WebSockets for the whole site.
     pub max_connections: usize,
     /// Open WebSockets per client address.
@@ -77,14 +78,12 @@ impl Validator<'_> {
         w: &WebSocketFile,
         upstream: Option<&Endpoint>,
     ) -> WebSocketPolicy {
-        for (i, p) in w.paths.iter().enumerate() {
-            if !p.starts_with('/') || p.contains('?') {
-                self.problem(
-                    at.key("paths").index(i),
-                    "must start with '/' and hold no query",
-                );
-            }
-        }
+        let paths = w
+            .paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| self.url_path(at.key("paths").index(i), p))
+            .collect();
         for (key, n) in [
             ("max-connections", w.max_connections),
             ("max-connections-per-client", w.max_connections_per_client),
@@ -103,7 +102,7 @@ impl Validator<'_> {
                 .iter()
                 .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
                 .collect(),
-            paths: w.paths.clone(),
+            paths,
             max_connections: w.max_connections,
             max_connections_per_client: w.max_connections_per_client,
             max_frame: w.max_frame.as_u64() as usize,

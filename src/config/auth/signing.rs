@@ -1,11 +1,10 @@
 //! `[site.upstream-signing]`: the edge's own AWS credentials for signing upstream requests
 //! (SigV4), as written in the file and validated. The secrets are read here.
 
-use std::path::PathBuf;
-
 use serde::Deserialize;
 
-use super::appsync_region;
+use super::{appsync_region, NO_REGION};
+use crate::config::value::SecretFile;
 use crate::config::{KeyPath, Validator};
 
 /// `[site.upstream-signing]` as written.
@@ -19,10 +18,10 @@ pub struct SigningFile {
     pub secret_access_key: Option<String>,
     /// A file holding the secret (surrounding whitespace ignored).
     #[serde(default)]
-    pub secret_access_key_file: Option<PathBuf>,
+    pub secret_access_key_file: Option<SecretFile>,
     /// A file holding a session token (temporary credentials).
     #[serde(default)]
-    pub session_token_file: Option<PathBuf>,
+    pub session_token_file: Option<SecretFile>,
     /// Default: the region of an AppSync upstream's host.
     #[serde(default)]
     pub region: Option<String>,
@@ -82,10 +81,7 @@ impl Validator<'_> {
         };
         let region = f.region.clone().or_else(|| appsync_region(upstream_host));
         if region.is_none() {
-            self.problem(
-                at.key("region"),
-                "set the region (the upstream is not an AppSync host to take it from)",
-            );
+            self.problem(at.key("region"), NO_REGION);
         }
         if f.access_key_id.trim().is_empty() {
             self.problem(at.key("access-key-id"), "must not be empty");
@@ -99,18 +95,14 @@ impl Validator<'_> {
         })
     }
 
-    fn secret_file(&mut self, at: KeyPath, path: &std::path::Path) -> Option<String> {
-        let path = self.resolve(path);
-        match std::fs::read_to_string(&path) {
-            Ok(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
-            Ok(_) => {
-                self.problem(at, format!("{} is empty", path.display()));
-                None
-            }
-            Err(e) => {
-                self.problem(at, format!("{}: {e}", path.display()));
-                None
-            }
+    /// A secret file that must not be empty.
+    fn secret_file(&mut self, at: KeyPath, f: &SecretFile) -> Option<String> {
+        let secret = self.read_secret(at.clone(), f)?;
+        if secret.is_empty() {
+            let path = self.resolve(&f.0);
+            self.problem(at, format!("{} is empty", path.display()));
+            return None;
         }
+        Some(secret)
     }
 }
