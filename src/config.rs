@@ -1,7 +1,6 @@
-//! Configuration: the TOML file validated into the runtime types the rest of graphfront uses.
-//! Each concern (`config/{server,site,tls,acme,...}.rs`) holds its file struct, its runtime type
-//! and its validation; this file holds the top level. Every error names the key path and the
-//! line; no error echoes a secret.
+//! Configuration: the TOML file validated into the runtime types the rest of graphfront uses;
+//! each concern's file (`config/{server,site,tls,...}.rs`) holds its file struct, runtime type
+//! and checks. Every error names the key path and the line; no error echoes a secret.
 
 mod acme;
 pub mod admin;
