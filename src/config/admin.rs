@@ -1,10 +1,9 @@
 //! `[admin]`: the bearer token of the admin API (cache purges). The token is read here and
 //! kept only as a blake3 digest; without one the admin API refuses every call.
 
-use std::path::PathBuf;
-
 use serde::Deserialize;
 
+use super::value::SecretFile;
 use super::{KeyPath, Validator};
 
 /// The shortest accepted admin token.
@@ -12,15 +11,13 @@ pub const MIN_TOKEN_LEN: usize = 16;
 
 /// `[admin]` as written.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct AdminFile {
     /// Bearer token of the admin API (`Authorization: Bearer <token>`), at least 16 characters.
     /// Without a token (here or in `token-file`) purges are refused.
-    #[serde(default)]
     pub token: Option<String>,
     /// File holding the token (read at start-up, surrounding whitespace trimmed).
-    #[serde(default)]
-    pub token_file: Option<PathBuf>,
+    pub token_file: Option<SecretFile>,
 }
 
 /// The validated `[admin]` settings.
@@ -45,16 +42,10 @@ impl Validator<'_> {
         let (token, key) = match (&f.token, &f.token_file) {
             (None, None) => return Admin::default(),
             (Some(t), None) => (t.trim().to_string(), "token"),
-            (None, Some(p)) => {
-                let path = self.resolve(p);
-                match std::fs::read_to_string(&path) {
-                    Ok(s) => (s.trim().to_string(), "token-file"),
-                    Err(e) => {
-                        self.problem(at.key("token-file"), format!("{}: {e}", path.display()));
-                        return Admin::default();
-                    }
-                }
-            }
+            (None, Some(p)) => match self.read_secret(at.key("token-file"), p) {
+                Some(s) => (s, "token-file"),
+                None => return Admin::default(),
+            },
             (Some(_), Some(_)) => {
                 self.problem(at, "set one of token or token-file, not both");
                 return Admin::default();

@@ -8,15 +8,13 @@ use super::{KeyPath, Validator};
 
 /// `[site.apq]` as written.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ApqFile {
     /// Answer APQ at the edge: hash-only requests are expanded from the site's store, and
     /// queries sent with their hash are verified and stored. Off: hash-only requests get
     /// `PersistedQueryNotSupported` and the rest is forwarded untouched.
-    #[serde(default = "default_true")]
     pub enabled: bool,
     /// Memory for this site's stored queries (their text), least recently used evicted first.
-    #[serde(default = "default_max_size")]
     pub max_size: ByteSize,
 }
 
@@ -24,17 +22,9 @@ impl Default for ApqFile {
     fn default() -> Self {
         Self {
             enabled: true,
-            max_size: default_max_size(),
+            max_size: ByteSize::mib(16),
         }
     }
-}
-
-fn default_true() -> bool {
-    true
-}
-
-fn default_max_size() -> ByteSize {
-    ByteSize::mib(16)
 }
 
 /// A site's validated APQ settings.

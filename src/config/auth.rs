@@ -1,11 +1,107 @@
-//! The validated auth settings of a site. Secrets are read here and kept only as digests.
+//! `[site.auth]`: who may call a site (AppSync's auth modes: API keys, OIDC and Cognito tokens,
+//! IAM, a Lambda-style authorizer) as written in the file and validated. Secrets are read here
+//! and kept only as digests.
+
+mod jwt;
+mod signing;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::file::{AuthFile, CognitoFile, OidcFile, SigningFile};
+use serde::Deserialize;
+
+pub use jwt::{Issuer, JwksSource, JwtMode, JwtSettings};
+pub use signing::Signing;
+pub(super) use signing::SigningFile;
+
+use super::value::SecretFile;
 use super::{KeyPath, Validator};
+use jwt::{CognitoFile, JwtFile, OidcFile};
+
+/// `[site.auth]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AuthFile {
+    /// API keys accepted in `x-api-key` (AppSync's API_KEY mode).
+    #[serde(rename = "api-key")]
+    pub api_keys: Vec<ApiKeyFile>,
+    /// OpenID Connect issuers whose tokens are accepted (AppSync's OPENID_CONNECT mode).
+    pub oidc: Vec<OidcFile>,
+    /// Cognito user pools whose tokens are accepted (AMAZON_COGNITO_USER_POOLS).
+    pub cognito: Vec<CognitoFile>,
+    /// How tokens of both JWT modes are checked.
+    pub jwt: JwtFile,
+    /// AWS_IAM: a SigV4 pre-check; the request is forwarded as signed.
+    pub iam: Option<IamFile>,
+    /// AWS_LAMBDA over HTTP: an authorizer service decides on the token.
+    pub authorizer: Option<AuthorizerFile>,
+}
+
+/// One `[[site.auth.api-key]]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ApiKeyFile {
+    /// A name for the key: the principal of per-principal cache scopes and what logs show
+    /// (never the key itself).
+    pub id: String,
+    /// The key. Prefer `key-file` to keep it out of this file.
+    #[serde(default)]
+    pub key: Option<String>,
+    /// A file holding the key (surrounding whitespace ignored).
+    #[serde(default)]
+    pub key_file: Option<SecretFile>,
+    /// When the key stops being accepted (RFC 3339, e.g. "2027-01-31T00:00:00Z").
+    #[serde(default)]
+    pub expires: Option<String>,
+}
+
+/// `[site.auth.iam]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct IamFile {
+    /// The region requests must be signed for. Default: the region of an AppSync upstream.
+    pub region: Option<String>,
+    /// How far `X-Amz-Date` may be from the edge's clock.
+    #[serde(with = "humantime_serde")]
+    pub max_clock_skew: Duration,
+}
+
+impl Default for IamFile {
+    fn default() -> Self {
+        Self {
+            region: None,
+            max_clock_skew: Duration::from_secs(300),
+        }
+    }
+}
+
+/// `[site.auth.authorizer]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct AuthorizerFile {
+    /// Where the token and the request context are POSTed (AppSync's Lambda event).
+    pub url: String,
+    /// How long a verdict is reused for the same token (the answer's `ttlOverride` wins;
+    /// 0s: ask every time).
+    #[serde(default = "default_authorizer_ttl", with = "humantime_serde")]
+    pub ttl: Duration,
+    /// A regular expression tokens must match before the authorizer is asked
+    /// (AppSync's identityValidationExpression).
+    #[serde(default)]
+    pub token_regex: Option<String>,
+    /// Verdicts kept at most.
+    #[serde(default = "default_authorizer_entries")]
+    pub max_cached_verdicts: u64,
+}
+
+// `url` is required, so the other keys' defaults are given one by one.
+fn default_authorizer_ttl() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_authorizer_entries() -> u64 {
+    100_000
+}
 
 /// An accepted API key (the key itself is not kept: only its blake3 digest).
 #[derive(Debug, Clone)]
@@ -42,26 +138,8 @@ pub struct IamCheck {
     pub max_clock_skew: Duration,
 }
 
-/// The edge's own credentials for signing upstream requests.
-#[derive(Clone)]
-pub struct Signing {
-    pub access_key_id: String,
-    pub secret_access_key: String,
-    pub session_token: Option<String>,
-    pub region: String,
-    pub service: String,
-}
-
-impl std::fmt::Debug for Signing {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never the secret or the token.
-        f.debug_struct("Signing")
-            .field("access_key_id", &self.access_key_id)
-            .field("region", &self.region)
-            .field("service", &self.service)
-            .finish_non_exhaustive()
-    }
-}
+/// The problem of a region that is neither set nor found in the upstream's host.
+const NO_REGION: &str = "set the region (the upstream is not an AppSync host to take it from)";
 
 /// The region of an AppSync endpoint host (`<id>.appsync-api.<region>.amazonaws.com`).
 pub fn appsync_region(host: &str) -> Option<String> {
@@ -71,68 +149,6 @@ pub fn appsync_region(host: &str) -> Option<String> {
         .1;
     let region = rest.strip_suffix(".amazonaws.com")?;
     (!region.is_empty() && !region.contains('.')).then(|| region.to_string())
-}
-
-/// Which AppSync mode an issuer stands for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JwtMode {
-    Oidc,
-    Cognito,
-}
-
-impl JwtMode {
-    /// The metric label (`mode`).
-    pub fn label(self) -> &'static str {
-        match self {
-            JwtMode::Oidc => "oidc",
-            JwtMode::Cognito => "cognito",
-        }
-    }
-}
-
-/// One trusted token issuer.
-#[derive(Debug)]
-pub struct Issuer {
-    pub mode: JwtMode,
-    /// Exactly as tokens carry it in `iss`.
-    pub issuer: String,
-    pub jwks: JwksSource,
-    /// Matched against the whole `aud` (OIDC, Cognito id tokens) or `client_id` (Cognito
-    /// access tokens).
-    pub client_id: Option<regex::Regex>,
-    pub iat_ttl: Option<Duration>,
-    pub auth_ttl: Option<Duration>,
-    /// Cognito: one of these must be in `cognito:groups` (empty: any).
-    pub groups: Vec<String>,
-}
-
-/// Where an issuer's signing keys are published.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JwksSource {
-    /// A JWKS document.
-    Url(String),
-    /// An OpenID discovery document whose `jwks_uri` names the JWKS.
-    Discovery(String),
-}
-
-#[derive(Debug, Clone)]
-pub struct JwtSettings {
-    pub leeway: Duration,
-    pub max_token_size: usize,
-    pub jwks_refetch_interval: Duration,
-    pub jwks_max_age: Duration,
-}
-
-impl Default for JwtSettings {
-    fn default() -> Self {
-        let f = super::file::JwtFile::default();
-        Self {
-            leeway: f.leeway,
-            max_token_size: f.max_token_size.as_u64() as usize,
-            jwks_refetch_interval: f.jwks_refetch_interval,
-            jwks_max_age: f.jwks_max_age,
-        }
-    }
 }
 
 impl Validator<'_> {
@@ -171,18 +187,10 @@ impl Validator<'_> {
                         max_clock_skew: iam.max_clock_skew,
                     })
                 }
-                None => self.problem(
-                    at.key("iam").key("region"),
-                    "set the region (the upstream is not an AppSync host to take it from)",
-                ),
+                None => self.problem(at.key("iam").key("region"), NO_REGION),
             }
         }
-        auth.jwt = JwtSettings {
-            leeway: f.jwt.leeway,
-            max_token_size: f.jwt.max_token_size.as_u64() as usize,
-            jwks_refetch_interval: f.jwt.jwks_refetch_interval,
-            jwks_max_age: f.jwt.jwks_max_age,
-        };
+        auth.jwt = JwtSettings::from(&f.jwt);
         if auth.jwt.max_token_size < 512 {
             self.problem(at.key("jwt").key("max-token-size"), "at least 512 bytes");
         }
@@ -209,16 +217,7 @@ impl Validator<'_> {
             let kat = at.key("api-key").index(i);
             let secret = match (&k.key, &k.key_file) {
                 (Some(key), None) => Some(key.trim().to_string()),
-                (None, Some(path)) => {
-                    let path = self.resolve(path);
-                    match std::fs::read_to_string(&path) {
-                        Ok(s) => Some(s.trim().to_string()),
-                        Err(e) => {
-                            self.problem(kat.key("key-file"), format!("{}: {e}", path.display()));
-                            None
-                        }
-                    }
-                }
+                (None, Some(f)) => self.read_secret(kat.key("key-file"), f),
                 _ => {
                     self.problem(kat.clone(), "set exactly one of key or key-file");
                     None
@@ -256,120 +255,6 @@ impl Validator<'_> {
             );
         }
         auth
-    }
-
-    pub(super) fn signing(
-        &mut self,
-        at: KeyPath,
-        f: &SigningFile,
-        upstream_host: &str,
-    ) -> Option<Signing> {
-        let before = self.problems.len();
-        let secret = match (&f.secret_access_key, &f.secret_access_key_file) {
-            (Some(s), None) => Some(s.trim().to_string()),
-            (None, Some(p)) => self.secret_file(at.key("secret-access-key-file"), p),
-            _ => {
-                self.problem(
-                    at.clone(),
-                    "set exactly one of secret-access-key or secret-access-key-file",
-                );
-                None
-            }
-        };
-        let session_token = match &f.session_token_file {
-            Some(p) => self.secret_file(at.key("session-token-file"), p),
-            None => None,
-        };
-        let region = f.region.clone().or_else(|| appsync_region(upstream_host));
-        if region.is_none() {
-            self.problem(
-                at.key("region"),
-                "set the region (the upstream is not an AppSync host to take it from)",
-            );
-        }
-        if f.access_key_id.trim().is_empty() {
-            self.problem(at.key("access-key-id"), "must not be empty");
-        }
-        (self.problems.len() == before).then(|| Signing {
-            access_key_id: f.access_key_id.trim().to_string(),
-            secret_access_key: secret.unwrap_or_default(),
-            session_token,
-            region: region.unwrap_or_default(),
-            service: f.service.clone(),
-        })
-    }
-
-    fn secret_file(&mut self, at: KeyPath, path: &std::path::Path) -> Option<String> {
-        let path = self.resolve(path);
-        match std::fs::read_to_string(&path) {
-            Ok(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
-            Ok(_) => {
-                self.problem(at, format!("{} is empty", path.display()));
-                None
-            }
-            Err(e) => {
-                self.problem(at, format!("{}: {e}", path.display()));
-                None
-            }
-        }
-    }
-
-    fn oidc(&mut self, at: KeyPath, o: &OidcFile) -> Option<Issuer> {
-        let before = self.problems.len();
-        self.https_url(at.key("issuer"), &o.issuer);
-        if let Some(u) = &o.jwks_url {
-            self.https_url(at.key("jwks-url"), u);
-        }
-        let client_id = self.anchored_regex(at.key("client-id"), o.client_id.as_deref());
-        (self.problems.len() == before).then(|| Issuer {
-            mode: JwtMode::Oidc,
-            jwks: match &o.jwks_url {
-                Some(u) => JwksSource::Url(u.clone()),
-                None => JwksSource::Discovery(format!(
-                    "{}/.well-known/openid-configuration",
-                    o.issuer.trim_end_matches('/')
-                )),
-            },
-            issuer: o.issuer.clone(),
-            client_id,
-            iat_ttl: o.iat_ttl,
-            auth_ttl: o.auth_ttl,
-            groups: Vec::new(),
-        })
-    }
-
-    fn cognito(&mut self, at: KeyPath, c: &CognitoFile) -> Option<Issuer> {
-        let before = self.problems.len();
-        let pool = c.user_pool_id.as_str();
-        let region = match (&c.region, pool.split_once('_')) {
-            (Some(r), _) => r.clone(),
-            (None, Some((r, id))) if !r.is_empty() && !id.is_empty() => r.to_string(),
-            _ => {
-                self.problem(
-                    at.key("user-pool-id"),
-                    format!("`{pool}` is not a user pool id like eu-west-1_AbCdEf123"),
-                );
-                String::new()
-            }
-        };
-        let issuer = c
-            .issuer
-            .clone()
-            .unwrap_or_else(|| format!("https://cognito-idp.{region}.amazonaws.com/{pool}"));
-        self.https_url(at.key("issuer"), &issuer);
-        let client_id = self.anchored_regex(at.key("app-client-id"), c.app_client_id.as_deref());
-        (self.problems.len() == before).then(|| Issuer {
-            mode: JwtMode::Cognito,
-            jwks: JwksSource::Url(format!(
-                "{}/.well-known/jwks.json",
-                issuer.trim_end_matches('/')
-            )),
-            issuer,
-            client_id,
-            iat_ttl: None,
-            auth_ttl: None,
-            groups: c.groups.clone(),
-        })
     }
 
     fn https_url(&mut self, at: KeyPath, url: &str) {

@@ -1,12 +1,152 @@
-//! The validated cache policy of a site: rules by operation name, root field and returned
-//! type, scopes, and what to do with the upstream's and the client's Cache-Control.
+//! `[cache]` and `[site.cache]`: the shared query cache's size, and a site's cache policy (rules
+//! by operation name, root field and returned type, scopes, what to do with the upstream's and
+//! the client's Cache-Control), as written in the file and validated.
 
 use std::time::Duration;
 
+use bytesize::ByteSize;
 use http::HeaderName;
+use serde::Deserialize;
 
-use super::file::{ScopeFile, SiteCacheFile};
-use super::{KeyPath, Validator};
+use super::{value, KeyPath, Validator};
+
+/// `[cache]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CacheFile {
+    /// Memory for cached responses (keys, bodies and headers), for the whole process.
+    pub max_size: ByteSize,
+}
+
+impl Default for CacheFile {
+    fn default() -> Self {
+        Self {
+            max_size: ByteSize::mib(256),
+        }
+    }
+}
+
+/// `[site.cache]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SiteCacheFile {
+    /// TTL of queries no rule matches; "0s": such queries are not cached.
+    #[serde(with = "humantime_serde")]
+    pub default_ttl: Duration,
+    /// Scope of queries cached by `default-ttl`.
+    pub default_scope: ScopeFile,
+    /// Stale-while-revalidate window of queries cached by `default-ttl`.
+    #[serde(with = "humantime_serde")]
+    pub stale_while_revalidate: Duration,
+    /// How long past its TTL a response may be served when the upstream fails or times out.
+    #[serde(with = "humantime_serde")]
+    pub stale_if_error: Duration,
+    /// Request header naming the principal of per-principal scopes (until auth exists), e.g.
+    /// "authorization" or "x-api-key". Its value is hashed, never stored.
+    pub principal_header: Option<value::HeaderName>,
+    /// Cookie naming the principal instead of a header.
+    pub principal_cookie: Option<String>,
+    /// Ignore the upstream's Cache-Control (no-store, private, max-age).
+    pub ignore_upstream_cache_control: bool,
+    /// Let a client's `Cache-Control: no-cache` fetch a fresh response (and refresh the entry).
+    pub allow_client_no_cache: bool,
+    /// Larger responses are not cached.
+    pub max_entry_size: ByteSize,
+    /// Upstream response headers kept in cached responses, besides Content-Type.
+    pub keep_headers: Vec<value::HeaderName>,
+    /// How long concurrent misses for one key wait for the first one's response.
+    #[serde(with = "humantime_serde")]
+    pub coalesce_wait: Duration,
+    /// Caching rules; overlapping rules take the smallest TTL and the union of scopes.
+    #[serde(rename = "rule")]
+    pub rules: Vec<CacheRuleFile>,
+    /// Fields identifying an entity of a type, for entity tags (default `id`).
+    pub key_fields: std::collections::HashMap<String, Vec<String>>,
+    /// What a mutation's response purges: "entity" (cached responses holding the entities it
+    /// returns), "type" (every response holding their types), or "none".
+    pub invalidate: InvalidateFile,
+    /// Per mutation field: what it purges instead, and root fields purged with it.
+    #[serde(rename = "mutation")]
+    pub mutations: Vec<MutationRuleFile>,
+}
+
+impl Default for SiteCacheFile {
+    fn default() -> Self {
+        Self {
+            default_ttl: Duration::ZERO,
+            default_scope: ScopeFile::Public,
+            stale_while_revalidate: Duration::ZERO,
+            stale_if_error: Duration::ZERO,
+            principal_header: None,
+            principal_cookie: None,
+            ignore_upstream_cache_control: false,
+            allow_client_no_cache: false,
+            max_entry_size: ByteSize::mib(1),
+            keep_headers: Vec::new(),
+            coalesce_wait: Duration::from_secs(5),
+            rules: Vec::new(),
+            key_fields: Default::default(),
+            invalidate: InvalidateFile::Entity,
+            mutations: Vec::new(),
+        }
+    }
+}
+
+/// Whose data a cached response is: anyone's, or one principal's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScopeFile {
+    #[default]
+    Public,
+    Principal,
+}
+
+/// What a mutation purges, as written (see `Invalidate`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum InvalidateFile {
+    #[default]
+    Entity,
+    Type,
+    None,
+}
+
+/// One caching rule: it matches by exactly one of `operation`, `field` or `type`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CacheRuleFile {
+    /// Operation name, e.g. "GetPost".
+    #[serde(default)]
+    pub operation: Option<String>,
+    /// Root field, e.g. "Query.listPosts".
+    #[serde(default)]
+    pub field: Option<String>,
+    /// A type returned anywhere in the response (by its `__typename`), e.g. "Post".
+    #[serde(default, rename = "type")]
+    pub type_name: Option<String>,
+    /// How long a response stays fresh (1s to 24h).
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+    /// How long after the TTL a stale response is served while a fresh one is fetched.
+    #[serde(default, with = "humantime_serde")]
+    pub stale_while_revalidate: Duration,
+    /// `public` or `principal`.
+    #[serde(default)]
+    pub scope: ScopeFile,
+}
+
+/// One `[[site.cache.mutation]]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MutationRuleFile {
+    /// The mutation's root field, e.g. "deletePost".
+    pub field: String,
+    #[serde(default)]
+    pub invalidate: Option<InvalidateFile>,
+    /// Cached responses of these root fields (any arguments) are purged too, e.g. ["listPosts"].
+    #[serde(default)]
+    pub purge_fields: Vec<String>,
+}
 
 /// The longest TTL a rule may set.
 pub const MAX_TTL: Duration = Duration::from_secs(24 * 3600);
@@ -79,12 +219,12 @@ pub enum Invalidate {
     None,
 }
 
-impl From<super::file::InvalidateFile> for Invalidate {
-    fn from(f: super::file::InvalidateFile) -> Self {
+impl From<InvalidateFile> for Invalidate {
+    fn from(f: InvalidateFile) -> Self {
         match f {
-            super::file::InvalidateFile::Entity => Self::Entity,
-            super::file::InvalidateFile::Type => Self::Type,
-            super::file::InvalidateFile::None => Self::None,
+            InvalidateFile::Entity => Self::Entity,
+            InvalidateFile::Type => Self::Type,
+            InvalidateFile::None => Self::None,
         }
     }
 }
@@ -120,16 +260,9 @@ impl Validator<'_> {
                 );
                 None
             }
-            (Some(h), None) => match HeaderName::try_from(h.as_str()) {
-                Ok(name) => Some(PrincipalSource::Header(name)),
-                Err(_) => {
-                    self.problem(
-                        at.key("principal-header"),
-                        format!("`{h}` is not a header name"),
-                    );
-                    None
-                }
-            },
+            (Some(h), None) => self
+                .header_name(at.key("principal-header"), h)
+                .map(PrincipalSource::Header),
             (None, Some(c)) if c.is_empty() || c.contains([';', '=', ' ']) => {
                 self.problem(
                     at.key("principal-cookie"),
@@ -196,18 +329,13 @@ impl Validator<'_> {
         }
         let mut keep_headers = Vec::new();
         for (i, h) in f.keep_headers.iter().enumerate() {
-            match HeaderName::try_from(h.as_str()) {
-                Ok(n) if n == http::header::SET_COOKIE => {
-                    self.problem(
-                        at.key("keep-headers").index(i),
-                        "set-cookie is never cached",
-                    );
+            let at = at.key("keep-headers").index(i);
+            match self.header_name(at.clone(), h) {
+                Some(n) if n == http::header::SET_COOKIE => {
+                    self.problem(at, "set-cookie is never cached");
                 }
-                Ok(n) => keep_headers.push(n),
-                Err(_) => self.problem(
-                    at.key("keep-headers").index(i),
-                    format!("`{h}` is not a header name"),
-                ),
+                Some(n) => keep_headers.push(n),
+                None => {}
             }
         }
         CachePolicy {

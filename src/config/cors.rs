@@ -1,10 +1,61 @@
-//! The validated CORS policy of a site (its behaviour is in `proxy/cors.rs`).
+//! `[site.cors]`: a site's CORS policy as written in the file and validated (its behaviour is
+//! in `proxy/cors.rs`).
+
+use std::time::Duration;
 
 use http::HeaderValue;
+use serde::Deserialize;
 
-use super::file::CorsFile;
 use super::{KeyPath, Validator};
 
+/// `[site.cors]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct CorsFile {
+    /// Allowed origins (`https://app.example.com`), or `*` for any.
+    pub allow_origins: Vec<String>,
+    /// Methods allowed cross-origin.
+    #[serde(default = "default_cors_methods")]
+    pub allow_methods: Vec<String>,
+    /// Request headers allowed cross-origin.
+    #[serde(default = "default_cors_headers")]
+    pub allow_headers: Vec<String>,
+    /// Response headers exposed to the page.
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    /// Allow cookies and credentials (not with `*`).
+    #[serde(default)]
+    pub allow_credentials: bool,
+    /// How long browsers may cache a preflight answer.
+    #[serde(default = "default_cors_max_age", with = "humantime_serde")]
+    pub max_age: Duration,
+}
+
+// `allow-origins` is required, so the other keys' defaults are given one by one.
+fn default_cors_methods() -> Vec<String> {
+    ["GET", "POST", "OPTIONS"].map(String::from).to_vec()
+}
+
+fn default_cors_headers() -> Vec<String> {
+    [
+        "content-type",
+        "authorization",
+        "x-api-key",
+        "x-amz-date",
+        "x-amz-security-token",
+        "x-amz-user-agent",
+        "apollo-require-preflight",
+        "x-apollo-operation-name",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn default_cors_max_age() -> Duration {
+    Duration::from_secs(600)
+}
+
+/// A site's validated CORS policy.
 #[derive(Debug, Clone)]
 pub struct Cors {
     /// `None`: any origin (`*`).
