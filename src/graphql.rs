@@ -1,18 +1,20 @@
 //! GraphQL over HTTP as the edge understands it: the request (POST JSON or GET parameters),
 //! the document parsed with graphql-parser, and the selected operation classified.
 
+pub mod apq;
 mod exact;
 mod limits;
+pub mod request;
 pub mod scan;
 
 use std::collections::{HashMap, HashSet};
 
 pub use limits::{count_tokens, Complexity, Limits};
+pub use request::GraphqlRequest;
 
 use graphql_parser::query::{
     Definition, Document, FragmentDefinition, OperationDefinition, Selection, SelectionSet,
 };
-use serde_json::{Map, Value};
 
 /// The type of a GraphQL operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,79 +68,6 @@ impl GraphqlError {
             Self::Validation(_) => "GRAPHQL_VALIDATION_FAILED",
             Self::OperationNotFound(_) => "OPERATION_NOT_FOUND",
         }
-    }
-}
-
-/// A GraphQL-over-HTTP request.
-#[derive(Debug, Clone, PartialEq)]
-pub struct GraphqlRequest {
-    pub query: String,
-    pub operation_name: Option<String>,
-    pub variables: Option<Map<String, Value>>,
-    pub extensions: Option<Map<String, Value>>,
-}
-
-impl GraphqlRequest {
-    /// A POST body: `{query, operationName, variables, extensions}`.
-    pub fn from_json(body: &[u8]) -> Result<Self, GraphqlError> {
-        let value: Value =
-            serde_json::from_slice(body).map_err(|e| GraphqlError::InvalidJson(e.to_string()))?;
-        match value {
-            Value::Object(map) => Self::from_object(map),
-            Value::Array(_) => Err(GraphqlError::Batch),
-            _ => Err(invalid("the request body must be a JSON object")),
-        }
-    }
-
-    fn from_object(mut map: Map<String, Value>) -> Result<Self, GraphqlError> {
-        let query = match map.remove("query") {
-            Some(Value::String(q)) => q,
-            Some(Value::Null) | None => return Err(invalid("the request has no `query`")),
-            Some(_) => return Err(invalid("`query` must be a string")),
-        };
-        let operation_name = match map.remove("operationName") {
-            Some(Value::String(n)) => Some(n),
-            Some(Value::Null) | None => None,
-            Some(_) => return Err(invalid("`operationName` must be a string")),
-        };
-        Ok(Self {
-            query,
-            operation_name,
-            variables: object_or_null(map.remove("variables"), "variables")?,
-            extensions: object_or_null(map.remove("extensions"), "extensions")?,
-        })
-    }
-
-    /// A GET query string (without `?`): `query`, `operationName`, and `variables` and
-    /// `extensions` as JSON text.
-    pub fn from_query_string(qs: &str) -> Result<Self, GraphqlError> {
-        let mut map = Map::new();
-        for (k, v) in form_urlencoded::parse(qs.as_bytes()) {
-            let value = match k.as_ref() {
-                "query" | "operationName" => Value::String(v.into_owned()),
-                "variables" | "extensions" if v.is_empty() => Value::Null,
-                "variables" | "extensions" => serde_json::from_str(&v)
-                    .map_err(|e| invalid(format!("`{k}` is not valid JSON: {e}")))?,
-                _ => continue,
-            };
-            map.insert(k.into_owned(), value);
-        }
-        Self::from_object(map)
-    }
-}
-
-fn invalid(msg: impl Into<String>) -> GraphqlError {
-    GraphqlError::InvalidRequest(msg.into())
-}
-
-fn object_or_null(
-    v: Option<Value>,
-    name: &str,
-) -> Result<Option<Map<String, Value>>, GraphqlError> {
-    match v {
-        Some(Value::Object(m)) => Ok(Some(m)),
-        Some(Value::Null) | None => Ok(None),
-        Some(_) => Err(invalid(format!("`{name}` must be an object"))),
     }
 }
 

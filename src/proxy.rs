@@ -55,7 +55,7 @@ pub struct Edge {
     access_log: bool,
     cache: Arc<ResponseCache>,
     /// Automatic persisted queries, per site.
-    apq: apq::Store,
+    apq: crate::graphql::apq::Store,
     /// Total deadline for a request body the edge reads.
     request_body: std::time::Duration,
 }
@@ -170,7 +170,7 @@ impl Edge {
             table: SiteTable::new(config.sites.iter().map(|s| s.as_ref())),
             access_log: config.access_log,
             cache,
-            apq: apq::Store::new(&config.sites),
+            apq: crate::graphql::apq::Store::new(&config.sites),
             request_body: config.clients.request_body,
         })
     }
