@@ -15,7 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    binary, edge_config, https_client, post_gql, reserve_addr, site, SiteCerts, Upstream,
+    binary, edge_config, eventually, https_client, post_gql, reserve_addr, site, SiteCerts,
+    Upstream,
 };
 
 const UNIT: &str = include_str!("../systemd/graphfront.service");
@@ -139,17 +140,20 @@ impl Host {
     }
 
     async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let health = reqwest::get(format!("http://{}/readyz", self.admin)).await;
-            if health.is_ok_and(|r| r.status() == 200)
-                && tokio::net::TcpStream::connect(self.https).await.is_ok()
-            {
-                return;
-            }
-            assert!(Instant::now() < deadline, "graphfront not ready in time");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(
+            Duration::from_secs(20),
+            "graphfront not ready in time",
+            async || {
+                let health = reqwest::get(format!("http://{}/readyz", self.admin)).await;
+                let https = tokio::net::TcpStream::connect(self.https).await;
+                match (health, https) {
+                    (Ok(r), Ok(_)) if r.status() == 200 => Ok(()),
+                    (Ok(r), https) => Err(format!("/readyz {}, https {https:?}", r.status())),
+                    (Err(e), _) => Err(format!("/readyz: {e}")),
+                }
+            },
+        )
+        .await
     }
 
     fn url(&self, domain: &str) -> String {
@@ -179,11 +183,14 @@ fn alive(pid: u32) -> bool {
 }
 
 async fn wait_exit(pid: u32, within: Duration) {
-    let deadline = Instant::now() + within;
-    while alive(pid) {
-        assert!(Instant::now() < deadline, "process {pid} still running");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let what = format!("process {pid} still running");
+    eventually(within, &what, async || {
+        if alive(pid) {
+            return Err("alive");
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// Clients sending queries back to back, each over its own connection pool, checking every
@@ -317,15 +324,14 @@ async fn reloads_and_a_binary_upgrade_under_load_lose_no_request() {
     assert_ne!(second, first, "a new process took over");
     // The old process keeps accepting for a few seconds after the hand-over (pingora gives the
     // new one time to start), so a new connection may still reach it.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually(Duration::from_secs(20), "b.test not served", async || {
         let fresh = https_client(host.https, &ca_pem, &["b.test"], true);
         match post_gql(&fresh, &host.url("b.test"), "{ hello }").await {
-            Ok(r) if r.status() == 200 => break,
-            other => assert!(Instant::now() < deadline, "b.test not served: {other:?}"),
+            Ok(r) if r.status() == 200 => Ok(()),
+            other => Err(format!("{other:?}")),
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     // A bad config: the reload fails at the check, says why, and nothing changes.
@@ -393,14 +399,14 @@ async fn sigterm_lets_slow_requests_finish() {
         })
         .collect();
     // The requests are in flight when SIGTERM arrives.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while up.recorder.requests().len() < 4 {
-        assert!(
-            Instant::now() < deadline,
-            "slow requests did not reach the upstream"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = "slow requests did not reach the upstream";
+    eventually(Duration::from_secs(10), what, async || {
+        match up.recorder.requests().len() {
+            n if n >= 4 => Ok(()),
+            n => Err(format!("{n} reached it")),
+        }
+    })
+    .await;
     let status = Command::new("kill")
         .args(["-TERM", &host.mainpid.to_string()])
         .status()
@@ -493,21 +499,20 @@ async fn sigterm_tells_load_balancers_through_readyz_before_the_listeners_close(
         .unwrap();
     assert!(killed.success());
     // /readyz turns 503 at once; the edge still answers, closing each connection.
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        let r = reqwest::get(&readyz).await.unwrap();
-        if r.status() == 503 {
-            let body: serde_json::Value = r.json().await.unwrap();
-            assert_eq!(body["draining"], true, "{body}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/readyz still answers {}",
-            r.status()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        Duration::from_secs(2),
+        "/readyz still answers",
+        async || {
+            let r = reqwest::get(&readyz).await.unwrap();
+            if r.status() == 503 {
+                let body: serde_json::Value = r.json().await.unwrap();
+                assert_eq!(body["draining"], true, "{body}");
+                return Ok(());
+            }
+            Err(r.status())
+        },
+    )
+    .await;
     let r = post_gql(&client, &url, "{ hello }").await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["connection"], "close");
