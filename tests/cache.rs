@@ -176,6 +176,7 @@ async fn stale_while_revalidate_serves_stale_once_then_fresh() {
             .status,
         200
     );
+    // Past its 1 s TTL (the edge's clock: real time).
     tokio::time::sleep(Duration::from_millis(1100)).await;
     s.stale_then_refreshed(q, &cached).await;
     let refreshed = "graphfront_cache_refreshes_total{result=\"stored\",site=\"a\"}";
@@ -188,6 +189,7 @@ async fn stale_if_error_serves_an_expired_entry_when_the_upstream_fails() {
     let q = "{ getPost(id: \"2\") { id title } }";
     let fresh = s.query(q).await;
     assert_eq!(fresh.x_cache, "MISS");
+    // Past its 1 s TTL (the edge's clock: real time).
     tokio::time::sleep(Duration::from_millis(1100)).await;
     // A 5xx from the upstream is replaced by the stale entry.
     let a = s

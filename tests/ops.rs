@@ -10,7 +10,7 @@ mod common;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -197,24 +197,29 @@ async fn wait_exit(pid: u32, within: Duration) {
 /// answer.
 struct Load {
     stop: Arc<AtomicBool>,
+    /// Good answers so far, per worker.
+    answered: Arc<Vec<AtomicU64>>,
     workers: Vec<tokio::task::JoinHandle<(u64, Vec<String>)>>,
 }
 
 impl Load {
     fn start(client_for: impl Fn(usize) -> reqwest::Client, url: String, workers: usize) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
+        let answered: Arc<Vec<AtomicU64>> = Arc::new((0..workers).map(|_| 0.into()).collect());
         let workers = (0..workers)
             .map(|i| {
                 let client = client_for(i);
                 let url = url.clone();
                 let stop = stop.clone();
+                let answered = answered.clone();
                 tokio::spawn(async move {
                     let (mut ok, mut failures) = (0u64, Vec::new());
                     while !stop.load(Ordering::Relaxed) {
                         match post_gql(&client, &url, "{ hello }").await {
                             Ok(r) if r.status() == 200 => match r.text().await {
                                 Ok(body) if body.contains("Hello from the graphfront demo") => {
-                                    ok += 1
+                                    ok += 1;
+                                    answered[i].fetch_add(1, Ordering::Relaxed);
                                 }
                                 other => failures.push(format!("body: {other:?}")),
                             },
@@ -226,7 +231,35 @@ impl Load {
                 })
             })
             .collect();
-        Self { stop, workers }
+        Self {
+            stop,
+            answered,
+            workers,
+        }
+    }
+
+    fn answered(&self) -> Vec<u64> {
+        self.answered
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// Once every worker has had `n` more good answers (from whichever process serves them).
+    async fn flowing(&self, n: u64) {
+        let before = self.answered();
+        eventually(Duration::from_secs(10), "the load stalled", async || {
+            let now = self.answered();
+            if now
+                .iter()
+                .zip(&before)
+                .all(|(now, before)| *now >= before + n)
+            {
+                return Ok(());
+            }
+            Err(format!("good answers per worker {before:?}, now {now:?}"))
+        })
+        .await
     }
 
     async fn finish(self) -> (u64, Vec<String>) {
@@ -315,7 +348,8 @@ async fn reloads_and_a_binary_upgrade_under_load_lose_no_request() {
         8,
     );
     let wrk = wrk(&host, 10);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Under load: every client is being answered.
+    load.flowing(5).await;
 
     // A config reload: the new process serves the added site.
     let first = host.mainpid;
@@ -332,7 +366,8 @@ async fn reloads_and_a_binary_upgrade_under_load_lose_no_request() {
         }
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Every client is answered after the hand-over too.
+    load.flowing(5).await;
 
     // A bad config: the reload fails at the check, says why, and nothing changes.
     host.write_config(
@@ -344,7 +379,7 @@ async fn reloads_and_a_binary_upgrade_under_load_lose_no_request() {
     assert!(err.contains("cache.max-size (line"), "{err}");
     assert_eq!(host.pid_file_pid(), Some(second));
     assert!(alive(second));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    load.flowing(5).await;
 
     // A binary upgrade: a new executable takes the sockets over.
     let new_binary = host.dir.path().join("graphfront-new");
@@ -357,6 +392,7 @@ async fn reloads_and_a_binary_upgrade_under_load_lose_no_request() {
         new_binary
     );
 
+    // The load runs for 10 s in all, as wrk does (`-d10s`): the length of the test, not a wait.
     let elapsed = started.elapsed();
     tokio::time::sleep(Duration::from_secs(10).saturating_sub(elapsed)).await;
     let (ok, failures) = load.finish().await;

@@ -379,7 +379,8 @@ async fn a_client_that_never_initialises_is_closed() {
         Err(format!("{n}\n{}", site.edge.log()))
     })
     .await;
-    // An initialised client may stay silent past that timeout.
+    // An initialised client may stay silent past that timeout: silent for 1.5 s, which is the
+    // behaviour under test, not a wait for something to happen.
     let mut ws = subscribed(&site).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     ws.send(Message::Ping(vec![1].into())).await.unwrap();
@@ -411,7 +412,15 @@ async fn stopping_closes_open_websockets_with_1001() {
         .status()
         .unwrap();
     assert!(status.success());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The mutation once the edge is draining.
+    eventually(Duration::from_secs(10), "not draining", async || {
+        let log = site.edge.log();
+        if log.contains("stopping: draining") {
+            return Ok(());
+        }
+        Err(format!("\n{log}"))
+    })
+    .await;
     let mutation = r#"mutation { createPost(id: "bye", title: "Bye") { id title } }"#;
     mutate(&reqwest::Client::new(), &sim.url("/graphql"), mutation).await;
     let data = next(&mut ws).await;
