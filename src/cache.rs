@@ -7,6 +7,8 @@ pub mod policy;
 pub mod purge;
 pub mod refresh;
 pub mod tags;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -81,6 +83,29 @@ pub struct Entry {
     /// Hard-purged: never served again, not even in place of an upstream failure by a request
     /// that found it before the purge.
     pub removed: AtomicBool,
+}
+
+/// The time source of the freshness decisions the cache makes itself: [`Entry::freshness`] in
+/// [`ResponseCache::lookup`] and the time of a soft purge. Production uses [`SystemClock`]; unit
+/// tests move a fake one instead of sleeping (as `acme::schedule::Clock` does for renewals).
+///
+/// Not covered, on the real clock still: moka expires an entry once its lifetime (the TTL and
+/// the longer stale window) has passed in its own (real) time; entries are stamped `stored`
+/// with [`Instant::now`] when filled; [`Entry::age_secs`] and the stale-if-error window (in
+/// `proxy::caching`) use `stored.elapsed()`. A test clock moved past an entry's lifetime so
+/// finds an entry moka still holds (as a cache that has not run its pending tasks may), whose
+/// freshness then says it is spent.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> Instant;
+}
+
+/// [`Instant::now`].
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
 }
 
 /// How fresh an entry is now.
@@ -199,6 +224,8 @@ pub struct ResponseCache {
     /// Counts purges, and remembers the latest: a response fetched while one that matches it
     /// happened is not stored (it may hold what the purge removed).
     purges: purge::Recent,
+    /// What "now" is for freshness (see [`Clock`]).
+    clock: Arc<dyn Clock>,
 }
 
 /// A miss that leads: others asking for the same key wait until it is dropped.
@@ -226,6 +253,11 @@ pub enum Lookup {
 
 impl ResponseCache {
     pub fn new(max_bytes: u64) -> Self {
+        Self::with_clock(max_bytes, Arc::new(SystemClock))
+    }
+
+    /// [`ResponseCache::new`] deciding freshness by `clock` (tests).
+    pub fn with_clock(max_bytes: u64, clock: Arc<dyn Clock>) -> Self {
         let index = purge::SharedIndex::default();
         let listener_index = index.clone();
         let entries = Cache::builder()
@@ -261,7 +293,13 @@ impl ResponseCache {
             inflight: Mutex::new(HashMap::new()),
             purges: Default::default(),
             index,
+            clock,
         }
+    }
+
+    /// Now, by the cache's [`Clock`].
+    fn now(&self) -> Instant {
+        self.clock.now()
     }
 
     pub fn plan(&self, raw: &[u8; 32]) -> Option<Arc<RequestPlan>> {
@@ -288,7 +326,7 @@ impl ResponseCache {
     /// leader's response, then look again.
     pub async fn lookup(self: &Arc<Self>, key: &CacheKey, wait: Duration) -> Lookup {
         if let Some(e) = self.entries.get(key) {
-            match e.freshness(Instant::now()) {
+            match e.freshness(self.now()) {
                 Freshness::OnlyIfError => {}
                 f => return Lookup::Hit(e, f),
             }
@@ -315,7 +353,7 @@ impl ResponseCache {
         // Returns when the leader finishes (its sender is dropped) or the wait is over.
         let _ = tokio::time::timeout(wait, rx.changed()).await;
         match self.entries.get(key).map(|e| {
-            let f = e.freshness(Instant::now());
+            let f = e.freshness(self.now());
             (e, f)
         }) {
             Some((e, f)) if f != Freshness::OnlyIfError => Lookup::Hit(e, f),

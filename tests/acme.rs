@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::pebble::Pebble;
-use common::{post_gql, Edge, EdgeAddrs, Upstream};
+use common::{eventually, post_gql, Edge, EdgeAddrs, Upstream};
 use serde_json::Value;
 
 /// A site with `tls = "acme"` (or the listed challenges) in front of `up`.
@@ -80,19 +80,15 @@ async fn wait_for(
     within: Duration,
     ready: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
+    let what = format!("site {site} not there");
+    eventually(within, &what, async || {
         let s = site_status(edge, site).await;
         if ready(&s) {
-            return s;
+            return Ok(s);
         }
-        assert!(
-            Instant::now() < deadline,
-            "site {site} not there in {within:?}: {s}\n{}",
-            edge.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        Err(format!("{s}\n{}", edge.log()))
+    })
+    .await
 }
 
 /// The ACME account's directory in graphfront's state (the only one: one CA).
@@ -289,15 +285,14 @@ async fn a_due_certificate_is_renewed_in_place_and_survives_a_ca_outage() {
     .await;
     wait_for(&edge, "a", Duration::from_secs(30), serving).await;
     let first = served_leaf(&edge, "n.test").await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let renewed = loop {
+    let renewed = eventually(Duration::from_secs(40), "not renewed", async || {
         let now = served_leaf(&edge, "n.test").await.unwrap();
         if now != first {
-            break now;
+            return Ok(now);
         }
-        assert!(Instant::now() < deadline, "not renewed:\n{}", edge.log());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+        Err(format!("\n{}", edge.log()))
+    })
+    .await;
     let root = pebble.root_pem().await;
     let (status, _) = query_verified(&edge, &root, "n.test").await;
     assert_eq!(status, 200);
@@ -423,15 +418,14 @@ async fn fifty_domains_are_ordered_concurrently() {
         "",
     )
     .await;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
+    eventually(Duration::from_secs(120), "not all issued", async || {
         let sites = certificates(&edge).await;
         if sites.iter().all(serving) {
-            break;
+            return Ok(());
         }
-        assert!(Instant::now() < deadline, "not all issued:\n{}", edge.log());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+        Err(format!("\n{}", edge.log()))
+    })
+    .await;
     println!("50 domains issued concurrently in {:?}", started.elapsed());
     let root = pebble.root_pem().await;
     for n in ["s0", "s25", "s49"] {
@@ -487,16 +481,13 @@ async fn a_ca_requiring_external_account_binding_gets_it() {
 
 /// The leaf served for `domain` once it differs from `old`.
 async fn renewed_leaf(edge: &Edge, domain: &str, old: &[u8], within: Duration) -> Vec<u8> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(now) = served_leaf(edge, domain).await {
-            if now != old {
-                return now;
-            }
+    eventually(within, "not renewed", async || {
+        match served_leaf(edge, domain).await {
+            Some(now) if now != old => Ok(now),
+            _ => Err(format!("\n{}", edge.log())),
         }
-        assert!(Instant::now() < deadline, "not renewed:\n{}", edge.log());
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test]

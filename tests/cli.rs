@@ -3,8 +3,9 @@
 mod common;
 
 use std::process::Command;
+use std::time::Duration;
 
-use common::{binary, SiteCerts};
+use common::{binary, eventually, SiteCerts};
 
 fn check(config: &str, dir: &std::path::Path) -> (i32, String, String) {
     let path = dir.join("graphfront.toml");
@@ -123,8 +124,18 @@ fn the_build_script_watches_only_existing_files() {
     }
 }
 
-#[test]
-fn a_taken_port_stops_the_start_with_one_line_and_check_warns() {
+/// A child process, killed when the test ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_taken_port_stops_the_start_with_one_line_and_check_warns() {
     let certs = SiteCerts::new();
     let (c, k) = certs.write("a", &["a.test"]);
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -136,30 +147,29 @@ fn a_taken_port_stops_the_start_with_one_line_and_check_warns() {
     let path = certs.dir.path().join("graphfront.toml");
     std::fs::write(&path, config).unwrap();
 
-    let mut child = Command::new(binary())
-        .args(["run", "-c"])
-        .arg(&path)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("graphfront kept running with its https port taken");
+    let mut child = KillOnDrop(
+        Command::new(binary())
+            .args(["run", "-c"])
+            .arg(&path)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let what = "graphfront kept running with its https port taken";
+    let status = eventually(Duration::from_secs(20), what, async || {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            return Ok(status);
         }
         // It must never have answered on its admin port meanwhile.
         assert!(
             std::net::TcpStream::connect(admin).is_err(),
             "the admin listener answered"
         );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+        Err("still running")
+    })
+    .await;
     let mut stderr = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut stderr).unwrap();
     assert_eq!(status.code(), Some(1), "{stderr}");
     assert_eq!(stderr, format!("cannot listen on {busy}: address in use\n"));
 

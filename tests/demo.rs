@@ -7,7 +7,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{binary, reserve_addr};
+use common::{binary, eventually, reserve_addr};
 
 struct Demo(std::process::Child);
 
@@ -33,21 +33,19 @@ async fn the_demo_serves_queries_mutations_and_edge_errors_over_https() {
             .unwrap(),
     );
     let deadline = Instant::now() + Duration::from_secs(20);
-    let ca_path = loop {
+    let what = "the demo printed no instructions";
+    let ca_path = eventually(Duration::from_secs(20), what, async || {
         let printed = std::fs::read_to_string(out.path()).unwrap();
         if let Some(ca) = printed
             .split_whitespace()
             .find(|w| w.ends_with("ca.pem"))
             .filter(|_| printed.contains("Stop with Ctrl-C"))
         {
-            break ca.trim_end_matches(')').to_string();
+            return Ok(ca.trim_end_matches(')').to_string());
         }
-        assert!(
-            Instant::now() < deadline,
-            "the demo printed no instructions: {printed}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+        Err(printed)
+    })
+    .await;
     let ca = std::fs::read(&ca_path).unwrap();
     let client = reqwest::Client::builder()
         .tls_built_in_root_certs(false)
@@ -65,14 +63,13 @@ async fn the_demo_serves_queries_mutations_and_edge_errors_over_https() {
             .send()
     };
     let x_cache = |r: &reqwest::Response| r.headers()["x-cache"].to_str().unwrap().to_string();
-    // The listener is up once the instructions are printed, but poll briefly for the handshake.
-    let first = loop {
-        match post("{ listPosts { id title } }").await {
-            Ok(r) => break r,
-            Err(e) => assert!(Instant::now() < deadline, "{e}"),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    // The listener is up once the instructions are printed, but poll briefly for the handshake
+    // (within what is left of the same 20 s).
+    let left = deadline.saturating_duration_since(Instant::now());
+    let first = eventually(left, "no answer from the demo", async || {
+        post("{ listPosts { id title } }").await
+    })
+    .await;
     let body: serde_json::Value = first.json().await.unwrap();
     assert_eq!(body["data"]["listPosts"][0]["title"], "Post 1");
 

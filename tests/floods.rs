@@ -529,6 +529,8 @@ async fn h2_rapid_reset_in_one_write_gets_goaway() {
         assert_eq!(seen.count(HEADERS), 0, "streams were answered: {seen:?}");
         probe(&site).await;
     }
+    // Whatever the edge started for those streams has had time to reach the upstream (what is
+    // checked is that nothing more arrives: no condition to poll for).
     tokio::time::sleep(Duration::from_millis(500)).await;
     // None of the 2,000 streams without a body can have been forwarded (the edge reads a body
     // whole before it forwards). Complete ones could, if the edge accepted one and read its

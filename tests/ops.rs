@@ -10,12 +10,13 @@ mod common;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
-    binary, edge_config, https_client, post_gql, reserve_addr, site, SiteCerts, Upstream,
+    binary, edge_config, eventually, https_client, post_gql, reserve_addr, site, SiteCerts,
+    Upstream,
 };
 
 const UNIT: &str = include_str!("../systemd/graphfront.service");
@@ -139,17 +140,20 @@ impl Host {
     }
 
     async fn wait_ready(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let health = reqwest::get(format!("http://{}/readyz", self.admin)).await;
-            if health.is_ok_and(|r| r.status() == 200)
-                && tokio::net::TcpStream::connect(self.https).await.is_ok()
-            {
-                return;
-            }
-            assert!(Instant::now() < deadline, "graphfront not ready in time");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(
+            Duration::from_secs(20),
+            "graphfront not ready in time",
+            async || {
+                let health = reqwest::get(format!("http://{}/readyz", self.admin)).await;
+                let https = tokio::net::TcpStream::connect(self.https).await;
+                match (health, https) {
+                    (Ok(r), Ok(_)) if r.status() == 200 => Ok(()),
+                    (Ok(r), https) => Err(format!("/readyz {}, https {https:?}", r.status())),
+                    (Err(e), _) => Err(format!("/readyz: {e}")),
+                }
+            },
+        )
+        .await
     }
 
     fn url(&self, domain: &str) -> String {
@@ -179,35 +183,43 @@ fn alive(pid: u32) -> bool {
 }
 
 async fn wait_exit(pid: u32, within: Duration) {
-    let deadline = Instant::now() + within;
-    while alive(pid) {
-        assert!(Instant::now() < deadline, "process {pid} still running");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let what = format!("process {pid} still running");
+    eventually(within, &what, async || {
+        if alive(pid) {
+            return Err("alive");
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// Clients sending queries back to back, each over its own connection pool, checking every
 /// answer.
 struct Load {
     stop: Arc<AtomicBool>,
+    /// Good answers so far, per worker.
+    answered: Arc<Vec<AtomicU64>>,
     workers: Vec<tokio::task::JoinHandle<(u64, Vec<String>)>>,
 }
 
 impl Load {
     fn start(client_for: impl Fn(usize) -> reqwest::Client, url: String, workers: usize) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
+        let answered: Arc<Vec<AtomicU64>> = Arc::new((0..workers).map(|_| 0.into()).collect());
         let workers = (0..workers)
             .map(|i| {
                 let client = client_for(i);
                 let url = url.clone();
                 let stop = stop.clone();
+                let answered = answered.clone();
                 tokio::spawn(async move {
                     let (mut ok, mut failures) = (0u64, Vec::new());
                     while !stop.load(Ordering::Relaxed) {
                         match post_gql(&client, &url, "{ hello }").await {
                             Ok(r) if r.status() == 200 => match r.text().await {
                                 Ok(body) if body.contains("Hello from the graphfront demo") => {
-                                    ok += 1
+                                    ok += 1;
+                                    answered[i].fetch_add(1, Ordering::Relaxed);
                                 }
                                 other => failures.push(format!("body: {other:?}")),
                             },
@@ -219,7 +231,35 @@ impl Load {
                 })
             })
             .collect();
-        Self { stop, workers }
+        Self {
+            stop,
+            answered,
+            workers,
+        }
+    }
+
+    fn answered(&self) -> Vec<u64> {
+        self.answered
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .collect()
+    }
+
+    /// Once every worker has had `n` more good answers (from whichever process serves them).
+    async fn flowing(&self, n: u64) {
+        let before = self.answered();
+        eventually(Duration::from_secs(10), "the load stalled", async || {
+            let now = self.answered();
+            if now
+                .iter()
+                .zip(&before)
+                .all(|(now, before)| *now >= before + n)
+            {
+                return Ok(());
+            }
+            Err(format!("good answers per worker {before:?}, now {now:?}"))
+        })
+        .await
     }
 
     async fn finish(self) -> (u64, Vec<String>) {
@@ -308,7 +348,8 @@ async fn reloads_and_a_binary_upgrade_under_load_lose_no_request() {
         8,
     );
     let wrk = wrk(&host, 10);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Under load: every client is being answered.
+    load.flowing(5).await;
 
     // A config reload: the new process serves the added site.
     let first = host.mainpid;
@@ -317,16 +358,16 @@ async fn reloads_and_a_binary_upgrade_under_load_lose_no_request() {
     assert_ne!(second, first, "a new process took over");
     // The old process keeps accepting for a few seconds after the hand-over (pingora gives the
     // new one time to start), so a new connection may still reach it.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    eventually(Duration::from_secs(20), "b.test not served", async || {
         let fresh = https_client(host.https, &ca_pem, &["b.test"], true);
         match post_gql(&fresh, &host.url("b.test"), "{ hello }").await {
-            Ok(r) if r.status() == 200 => break,
-            other => assert!(Instant::now() < deadline, "b.test not served: {other:?}"),
+            Ok(r) if r.status() == 200 => Ok(()),
+            other => Err(format!("{other:?}")),
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    })
+    .await;
+    // Every client is answered after the hand-over too.
+    load.flowing(5).await;
 
     // A bad config: the reload fails at the check, says why, and nothing changes.
     host.write_config(
@@ -338,7 +379,7 @@ async fn reloads_and_a_binary_upgrade_under_load_lose_no_request() {
     assert!(err.contains("cache.max-size (line"), "{err}");
     assert_eq!(host.pid_file_pid(), Some(second));
     assert!(alive(second));
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    load.flowing(5).await;
 
     // A binary upgrade: a new executable takes the sockets over.
     let new_binary = host.dir.path().join("graphfront-new");
@@ -351,6 +392,7 @@ async fn reloads_and_a_binary_upgrade_under_load_lose_no_request() {
         new_binary
     );
 
+    // The load runs for 10 s in all, as wrk does (`-d10s`): the length of the test, not a wait.
     let elapsed = started.elapsed();
     tokio::time::sleep(Duration::from_secs(10).saturating_sub(elapsed)).await;
     let (ok, failures) = load.finish().await;
@@ -393,14 +435,14 @@ async fn sigterm_lets_slow_requests_finish() {
         })
         .collect();
     // The requests are in flight when SIGTERM arrives.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while up.recorder.requests().len() < 4 {
-        assert!(
-            Instant::now() < deadline,
-            "slow requests did not reach the upstream"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = "slow requests did not reach the upstream";
+    eventually(Duration::from_secs(10), what, async || {
+        match up.recorder.requests().len() {
+            n if n >= 4 => Ok(()),
+            n => Err(format!("{n} reached it")),
+        }
+    })
+    .await;
     let status = Command::new("kill")
         .args(["-TERM", &host.mainpid.to_string()])
         .status()
@@ -493,21 +535,20 @@ async fn sigterm_tells_load_balancers_through_readyz_before_the_listeners_close(
         .unwrap();
     assert!(killed.success());
     // /readyz turns 503 at once; the edge still answers, closing each connection.
-    let deadline = Instant::now() + Duration::from_secs(2);
-    loop {
-        let r = reqwest::get(&readyz).await.unwrap();
-        if r.status() == 503 {
-            let body: serde_json::Value = r.json().await.unwrap();
-            assert_eq!(body["draining"], true, "{body}");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "/readyz still answers {}",
-            r.status()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(
+        Duration::from_secs(2),
+        "/readyz still answers",
+        async || {
+            let r = reqwest::get(&readyz).await.unwrap();
+            if r.status() == 503 {
+                let body: serde_json::Value = r.json().await.unwrap();
+                assert_eq!(body["draining"], true, "{body}");
+                return Ok(());
+            }
+            Err(r.status())
+        },
+    )
+    .await;
     let r = post_gql(&client, &url, "{ hello }").await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["connection"], "close");

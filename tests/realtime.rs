@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::ws::tls_connect;
-use common::{post_gql, site, Edge, SiteCerts, Upstream};
+use common::{eventually, post_gql, site, Edge, SiteCerts, Upstream};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
@@ -74,25 +74,29 @@ async fn a_subscription_through_the_realtime_path_receives_mutation_events() {
 
     // Mutations through graphfront until the subscription (registered asynchronously) sees one.
     let client = edge.client(&certs.ca_pem(), &["rt.test"], true);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let mutation = "mutation { createPost(title: \"through the edge\") { id } }";
-        let r = post_gql(&client, &edge.url("rt.test", "/graphql"), mutation)
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        if let Ok(Some(msg)) = tokio::time::timeout(Duration::from_millis(300), ws.next()).await {
-            let text = msg.unwrap().into_text().unwrap();
-            let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-            assert_eq!(v["type"], "next", "{v}");
-            assert_eq!(
-                v["payload"]["data"]["onCreatePost"]["title"],
-                "through the edge"
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "no subscription event");
-    }
+    let msg = eventually(
+        Duration::from_secs(10),
+        "no subscription event",
+        async || {
+            let mutation = "mutation { createPost(title: \"through the edge\") { id } }";
+            let r = post_gql(&client, &edge.url("rt.test", "/graphql"), mutation)
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            match tokio::time::timeout(Duration::from_millis(300), ws.next()).await {
+                Ok(Some(msg)) => Ok(msg),
+                _ => Err("none within 300 ms of a mutation"),
+            }
+        },
+    )
+    .await;
+    let text = msg.unwrap().into_text().unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["type"], "next", "{v}");
+    assert_eq!(
+        v["payload"]["data"]["onCreatePost"]["title"],
+        "through the edge"
+    );
     assert_eq!(
         edge.metric("graphfront_websocket_connections_total{outcome=\"upgraded\",site=\"rt\"}")
             .await,
@@ -104,14 +108,15 @@ async fn a_subscription_through_the_realtime_path_receives_mutation_events() {
     );
     ws.close(None).await.unwrap();
     drop(ws);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while edge.metric("graphfront_websocket_connections_open").await != 0.0 {
-        assert!(
-            Instant::now() < deadline,
-            "closed WebSocket still counted open"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what = "closed WebSocket still counted open";
+    eventually(Duration::from_secs(10), what, async || {
+        let open = edge.metric("graphfront_websocket_connections_open").await;
+        if open == 0.0 {
+            return Ok(());
+        }
+        Err(open)
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::appsync::AppSyncSim;
 use common::realtime::{realtime_stats, Mode, RealtimeClient};
-use common::{post_gql, post_gql_with_key, ApiSite, SiteCerts, Upstream};
+use common::{eventually, post_gql, post_gql_with_key, ApiSite, SiteCerts, Upstream};
 use serde_json::{json, Value};
 
 const API_KEY: &str = "da2-appsyncsimappsyncsimappsy";
@@ -129,16 +129,17 @@ async fn appsync_client_receives_a_mutation_event(mode: Mode) {
 
     // The connection's access-log event is written when it closes.
     drop(client);
-    let deadline = Instant::now() + EVENT_DEADLINE;
-    while site
-        .edge
-        .metric("graphfront_websocket_connections_open")
-        .await
-        != 0.0
-    {
-        assert!(Instant::now() < deadline, "the WebSocket is still open");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(EVENT_DEADLINE, "the WebSocket is still open", async || {
+        let open = site
+            .edge
+            .metric("graphfront_websocket_connections_open")
+            .await;
+        if open == 0.0 {
+            return Ok(());
+        }
+        Err(open)
+    })
+    .await;
     let log = site.edge.log();
     assert!(!log.contains(API_KEY), "keys never reach the log");
     // Every auth header is base64 of `{"host"...`, in the URL or a subprotocol.
@@ -195,21 +196,17 @@ async fn graphql_ws_client_receives_mutation_events_from_a_graphql_transport_ws_
 
     // graphql-transport-ws acknowledges the connection, never the subscription: mutations
     // through graphfront until the subscription (registered asynchronously) sees one.
-    let deadline = Instant::now() + EVENT_DEADLINE;
-    let event = loop {
+    let event = eventually(EVENT_DEADLINE, "no subscription event", async || {
         let mutation = "mutation { createPost(title: \"through the edge\") { id } }";
         let r = post_gql(&site.client, &url, mutation).await.unwrap();
         assert_eq!(r.status(), 200);
-        let wait = (Instant::now() + Duration::from_millis(300)).min(deadline);
-        if let Some(event) = client.try_next_event(wait).await {
-            break event;
+        let wait = Instant::now() + Duration::from_millis(300);
+        match client.try_next_event(wait).await {
+            Some(event) => Ok(event),
+            None => Err(format!("\n{}", client.log())),
         }
-        assert!(
-            Instant::now() < deadline,
-            "no subscription event:\n{}",
-            client.log()
-        );
-    };
+    })
+    .await;
     assert_eq!(
         event["data"]["onCreatePost"]["title"],
         "through the edge",

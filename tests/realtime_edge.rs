@@ -13,7 +13,7 @@ use base64::Engine;
 use common::appsync::AppSyncSim;
 use common::realtime::realtime_stats;
 use common::ws::tls_connect;
-use common::{post_gql_with_key, ApiSite, SiteCerts};
+use common::{eventually, post_gql_with_key, ApiSite, SiteCerts};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -354,19 +354,12 @@ async fn connections_over_the_limit_are_refused() {
     // Once one closes, its place is free again.
     a.close(None).await.unwrap();
     drop(a);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match open(&site, Some(&key), Carrier::Query, None).await {
-            Ok(mut c) => {
-                init(&mut c).await;
-                break;
-            }
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
-            Err(e) => panic!("no place freed: {e}"),
-        }
-    }
+    eventually(Duration::from_secs(10), "no place freed", async || {
+        let mut c = open(&site, Some(&key), Carrier::Query, None).await?;
+        init(&mut c).await;
+        Ok::<_, tungstenite::Error>(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -377,23 +370,17 @@ async fn a_client_that_never_initialises_is_closed() {
         .unwrap();
     // Nothing sent: the edge drops the connection after the timeout.
     let _ = closed(&mut ws, Duration::from_secs(10)).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let n = site
-            .edge
-            .metric(r#"graphfront_websocket_rejections_total{reason="init_timeout",site="api"}"#)
-            .await;
+    let series = r#"graphfront_websocket_rejections_total{reason="init_timeout",site="api"}"#;
+    eventually(Duration::from_secs(10), "not counted", async || {
+        let n = site.edge.metric(series).await;
         if n == 1.0 {
-            break;
+            return Ok(());
         }
-        assert!(
-            Instant::now() < deadline,
-            "not counted:\n{}",
-            site.edge.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // An initialised client may stay silent past that timeout.
+        Err(format!("{n}\n{}", site.edge.log()))
+    })
+    .await;
+    // An initialised client may stay silent past that timeout: silent for 1.5 s, which is the
+    // behaviour under test, not a wait for something to happen.
     let mut ws = subscribed(&site).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     ws.send(Message::Ping(vec![1].into())).await.unwrap();
@@ -425,7 +412,15 @@ async fn stopping_closes_open_websockets_with_1001() {
         .status()
         .unwrap();
     assert!(status.success());
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The mutation once the edge is draining.
+    eventually(Duration::from_secs(10), "not draining", async || {
+        let log = site.edge.log();
+        if log.contains("stopping: draining") {
+            return Ok(());
+        }
+        Err(format!("\n{log}"))
+    })
+    .await;
     let mutation = r#"mutation { createPost(id: "bye", title: "Bye") { id title } }"#;
     mutate(&reqwest::Client::new(), &sim.url("/graphql"), mutation).await;
     let data = next(&mut ws).await;

@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::ws::{h2_connect, tls_connect, try_tls_connect};
-use common::{ApiSite, SiteCerts, Upstream};
+use common::{eventually, ApiSite, SiteCerts, Upstream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Deadlines of one second (so the cases run fast), a 8 KiB head, 4 connections per client.
@@ -255,14 +255,13 @@ async fn one_client_address_holds_at_most_its_connections() {
     assert!(buf[..n].starts_with(b"HTTP/1.1 200 "));
     // Once one closes, a new one gets its slot.
     held.pop();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        match try_tls_connect(site.edge.https, "api.test", &ca).await {
-            Ok(_) => break,
-            Err(e) if Instant::now() > deadline => panic!("the freed slot was not given back: {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
+    let what = "the freed slot was not given back";
+    eventually(Duration::from_secs(5), what, async || {
+        try_tls_connect(site.edge.https, "api.test", &ca)
+            .await
+            .map(drop)
+    })
+    .await;
     assert_eq!(up.recorder.requests().len(), 1);
 }
 

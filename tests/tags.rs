@@ -174,6 +174,7 @@ async fn type_rules_see_the_types_the_edge_asked_for() {
     assert_eq!((status, cache.as_str()), (200, "MISS"));
     assert_eq!(body, json!({"data": {"getPost": {"title": "First post"}}}));
     assert_eq!(ask(&site, post).await.1, "HIT");
+    // Past the Post rule's 1 s TTL (the edge's clock: real time).
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(
         ask(&site, post).await.1,

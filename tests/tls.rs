@@ -3,9 +3,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{gql, site, Edge, SiteCerts, Upstream};
+use common::{eventually, gql, site, Edge, SiteCerts, Upstream};
 use graphfront::demo::TestCa;
 
 async fn two_sites(extra: &str) -> (Upstream, SiteCerts, Edge) {
@@ -91,20 +91,18 @@ async fn host_of_another_site_on_this_connection_is_misdirected() {
 
 /// Poll until a fresh connection trusting only `ca` succeeds for `domain`.
 async fn wait_until_served_by(edge: &Edge, ca: &TestCa, domain: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let what = "new certificate not served";
+    eventually(Duration::from_secs(10), what, async || {
         let client = edge.client(&ca.ca_pem(), &[domain], true);
-        if let Ok(r) = hello(&client, &edge.url(domain, "/graphql")).await {
-            assert_eq!(r.status(), 200);
-            return;
+        match hello(&client, &edge.url(domain, "/graphql")).await {
+            Ok(r) => {
+                assert_eq!(r.status(), 200);
+                Ok(())
+            }
+            Err(e) => Err(format!("{e}\n{}", edge.log())),
         }
-        assert!(
-            Instant::now() < deadline,
-            "new certificate not served:\n{}",
-            edge.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test]

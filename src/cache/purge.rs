@@ -4,7 +4,6 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
 
 use super::tags::Tag;
 use super::{CacheKey, DigestState, Entry, ResponseCache};
@@ -277,7 +276,7 @@ impl ResponseCache {
     /// Purge the entry `seen` (found under `key` and matching `selector`).
     fn purge_one(&self, key: &CacheKey, seen: &Arc<Entry>, selector: &Purge, soft: bool) -> bool {
         if soft {
-            return seen.soft_purge(Instant::now());
+            return seen.soft_purge(self.now());
         }
         // Requests that found it before the purge must not serve it when the upstream fails.
         seen.removed.store(true, Ordering::Relaxed);

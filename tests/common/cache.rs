@@ -1,11 +1,11 @@
 //! Two cached sites on one counting upstream, and queries that report the cache's answer, for
 //! the cache and purge tests.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::{header, site, Edge, SiteCerts, Upstream};
+use super::{eventually, header, site, Edge, SiteCerts, Upstream};
 
 /// Sites `a` (`a.test`) and `b` (`b.test`) on one HTTPS upstream, and a client for both.
 pub struct CachedSites {
@@ -117,17 +117,13 @@ where
         cached.post_version(),
         "stale content is served at once"
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    let what = "no fresh entry after the refresh";
+    eventually(Duration::from_secs(10), what, async || {
         let a = ask().await;
         if a.x_cache == "HIT" && a.post_version() == cached.post_version() + 1 {
-            return;
+            return Ok(());
         }
-        assert!(
-            Instant::now() < deadline,
-            "no fresh entry after the refresh: {}",
-            a.x_cache
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        Err(a.x_cache)
+    })
+    .await
 }

@@ -19,6 +19,32 @@ use std::time::{Duration, Instant};
 
 use graphfront::demo::{self, RecordedRequest, Recorder, TestCa};
 
+/// How often [`eventually`] looks again.
+pub const POLL: Duration = Duration::from_millis(50);
+
+/// Run `check` every [`POLL`] until it gives `Ok`, and return what it gave. Once `within` has
+/// passed, panic with `what` and the last `Err` (what was seen instead: pass the edge's log
+/// there when it tells why). `check` may panic itself, e.g. when what it waits for can no
+/// longer happen.
+pub async fn eventually<T, E: std::fmt::Display>(
+    within: Duration,
+    what: &str,
+    mut check: impl AsyncFnMut() -> Result<T, E>,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        let last = match check().await {
+            Ok(value) => return value,
+            Err(seen) => seen,
+        };
+        assert!(
+            Instant::now() < deadline,
+            "{what} (after {within:?}): {last}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 /// A loopback address reserved for graphfront: a socket bound to port 0 with SO_REUSEADDR and
 /// never listening. graphfront (which binds with SO_REUSEADDR) can listen on the same port,
 /// while no other test can be handed it as long as the socket lives.
@@ -296,27 +322,26 @@ impl Edge {
     }
 
     async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
         let client = reqwest::Client::new();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("graphfront exited with {status}:\n{}", self.log());
-            }
-            let health = client
-                .get(format!("http://{}/healthz", self.admin))
-                .send()
-                .await;
-            let https_up = tokio::net::TcpStream::connect(self.https).await.is_ok();
-            if health.is_ok_and(|r| r.status() == 200) && https_up {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "graphfront not ready in time:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(
+            Duration::from_secs(20),
+            "graphfront not ready in time",
+            async || {
+                if let Some(status) = self.child.try_wait().unwrap() {
+                    panic!("graphfront exited with {status}:\n{}", self.log());
+                }
+                let health = client
+                    .get(format!("http://{}/healthz", self.admin))
+                    .send()
+                    .await;
+                let https_up = tokio::net::TcpStream::connect(self.https).await.is_ok();
+                if health.is_ok_and(|r| r.status() == 200) && https_up {
+                    return Ok(());
+                }
+                Err(format!("\n{}", self.log()))
+            },
+        )
+        .await
     }
 
     pub fn log(&self) -> String {
@@ -356,17 +381,20 @@ impl Edge {
             .unwrap_or(0.0)
     }
 
-    /// [`Edge::metric`] once it equals `want`, or its value after 5 s: request metrics are
-    /// recorded when the request ends, which may be just after the client has its answer.
+    /// [`Edge::metric`] once it equals `want` (within 5 s, or a panic with the last value):
+    /// request metrics are recorded when the request ends, which may be just after the client
+    /// has its answer.
     pub async fn metric_settled(&self, series: &str, want: f64) -> f64 {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        loop {
+        let what = format!("{series} never settled at {want}");
+        eventually(Duration::from_secs(5), &what, async || {
             let value = self.metric(series).await;
-            if value == want || std::time::Instant::now() > deadline {
-                return value;
+            if value == want {
+                Ok(value)
+            } else {
+                Err(value)
             }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 }
 

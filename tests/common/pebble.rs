@@ -7,9 +7,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::reserve_addr;
+use super::{eventually, reserve_addr};
 use graphfront::demo::TestCa;
 
 pub struct Pebble {
@@ -164,24 +164,23 @@ impl Pebble {
     }
 
     async fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
         let client = self.client();
-        loop {
-            let dir = client.get(&self.directory).send().await;
-            let dns = tokio::net::TcpStream::connect(self.dns_management).await;
-            if dir.is_ok_and(|r| r.status() == 200) && dns.is_ok() {
-                return;
-            }
-            if let Some(status) = self.pebble.as_mut().unwrap().try_wait().unwrap() {
-                panic!("pebble exited with {status}:\n{}", self.log());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "pebble not ready in time:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(
+            Duration::from_secs(20),
+            "pebble not ready in time",
+            async || {
+                let dir = client.get(&self.directory).send().await;
+                let dns = tokio::net::TcpStream::connect(self.dns_management).await;
+                if dir.is_ok_and(|r| r.status() == 200) && dns.is_ok() {
+                    return Ok(());
+                }
+                if let Some(status) = self.pebble.as_mut().unwrap().try_wait().unwrap() {
+                    panic!("pebble exited with {status}:\n{}", self.log());
+                }
+                Err(format!("\n{}", self.log()))
+            },
+        )
+        .await
     }
 
     pub fn log(&self) -> String {
