@@ -46,16 +46,80 @@ pub struct Read {
 
 impl Read {
     /// Parse `body`: a JSON object with `data`, or the reason it is not cached.
-    pub fn parse(body: &[u8]) -> Result<Self, &'static str> {
-        let parsed: serde_json::Value = serde_json::from_slice(body).map_err(|_| "not-json")?;
-        let obj = parsed.as_object().ok_or("not-json")?;
+    pub fn parse(body: &[u8]) -> Result<Self, NotCached> {
+        let parsed: serde_json::Value =
+            serde_json::from_slice(body).map_err(|_| NotCached::NotJson)?;
+        let obj = parsed.as_object().ok_or(NotCached::NotJson)?;
         if obj.get("errors").is_some_and(|e| !e.is_null()) {
-            return Err("errors");
+            return Err(NotCached::Errors);
         }
         Ok(Self {
-            typenames: policy::typenames(obj.get("data").ok_or("no-data")?),
+            typenames: policy::typenames(obj.get("data").ok_or(NotCached::NoData)?),
             errors: false,
         })
+    }
+}
+
+/// Why a response is not served from, or not stored in, the cache: the `reason` label of the
+/// cache metrics and the `x-cache-reason` debug header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotCached {
+    /// Mutations are never cached (they purge).
+    Mutation,
+    Subscription,
+    /// No `[[site.cache.rule]]` matches the operation.
+    NoRule,
+    /// The rule is per caller and the request names none.
+    NoPrincipal,
+    /// Credentials only the upstream can verify (IAM).
+    UnverifiedAuth,
+    /// `@cacheControl(scope: PRIVATE)` without a per-caller rule.
+    Scope,
+    /// The upstream said `no-store`, `private` or `max-age=0`.
+    NoStore,
+    Private,
+    MaxAge,
+    /// Not a 200.
+    Status,
+    SetCookie,
+    /// A `content-encoding` the cache does not store.
+    Encoded,
+    Vary,
+    /// Over `max-entry-size`.
+    BodySize,
+    NotJson,
+    /// The response has GraphQL `errors`.
+    Errors,
+    NoData,
+    /// A purge that matches it happened while it was fetched.
+    Purged,
+    /// Its headers could not be kept.
+    Header,
+}
+
+impl NotCached {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Mutation => "mutation",
+            Self::Subscription => "subscription",
+            Self::NoRule => "no-rule",
+            Self::NoPrincipal => "no-principal",
+            Self::UnverifiedAuth => "unverified-auth",
+            Self::Scope => "scope",
+            Self::NoStore => "no-store",
+            Self::Private => "private",
+            Self::MaxAge => "max-age",
+            Self::Status => "status",
+            Self::SetCookie => "set-cookie",
+            Self::Encoded => "encoded",
+            Self::Vary => "vary",
+            Self::BodySize => "body-size",
+            Self::NotJson => "not-json",
+            Self::Errors => "errors",
+            Self::NoData => "no-data",
+            Self::Purged => "purged",
+            Self::Header => "header",
+        }
     }
 }
 
@@ -373,11 +437,11 @@ impl ResponseCache {
         key: CacheKey,
         entry: Entry,
         generation: u64,
-    ) -> Result<(), &'static str> {
+    ) -> Result<(), NotCached> {
         // Held while storing: a purge that starts later finds the entry in the index.
         let recent = self.purges.lock();
         if recent.picked_since(generation, &entry) {
-            return Err("purged");
+            return Err(NotCached::Purged);
         }
         self.insert(key, entry);
         drop(recent);

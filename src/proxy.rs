@@ -105,7 +105,7 @@ pub struct Graphql {
     cache: Option<Box<caching::CacheState>>,
     cache_status: Option<caching::Status>,
     /// Whether the collected response was stored, or why not.
-    stored: Option<Result<(), &'static str>>,
+    stored: Option<Result<(), crate::cache::NotCached>>,
     /// The request body the upstream gets instead of the client's (the edge rewrote the
     /// request: a persisted query expanded, `__typename` added for cache tags).
     upstream_body: Option<bytes::Bytes>,

@@ -9,21 +9,21 @@ use pingora::http::ResponseHeader;
 use super::key::CachePlan;
 use super::policy;
 use super::refresh::RefreshRequest;
-use super::{Entry, Read};
+use super::{Entry, NotCached, Read};
 use crate::config::cache::CachePolicy;
 
 /// Whether the upstream response header allows caching at all (before the body arrives).
-pub fn check_header(status: u16, headers: &http::HeaderMap) -> Result<(), &'static str> {
+pub fn check_header(status: u16, headers: &http::HeaderMap) -> Result<(), NotCached> {
     if status != 200 {
-        return Err("status");
+        return Err(NotCached::Status);
     }
     if headers.contains_key(http::header::SET_COOKIE) {
-        return Err("set-cookie");
+        return Err(NotCached::SetCookie);
     }
     if headers.contains_key(http::header::CONTENT_ENCODING) {
         // Requests planned for caching are sent without Accept-Encoding; an encoded answer
         // anyway could not be served to every client.
-        return Err("encoded");
+        return Err(NotCached::Encoded);
     }
     let vary_ok = headers
         .get_all(http::header::VARY)
@@ -35,7 +35,7 @@ pub fn check_header(status: u16, headers: &http::HeaderMap) -> Result<(), &'stat
                 || v.trim().eq_ignore_ascii_case("origin")
         });
     if !vary_ok {
-        return Err("vary");
+        return Err(NotCached::Vary);
     }
     Ok(())
 }
@@ -53,45 +53,45 @@ pub fn entry(
     read: Option<Read>,
     refresh: Option<Arc<RefreshRequest>>,
     tags: Vec<super::tags::Tag>,
-) -> Result<Entry, &'static str> {
+) -> Result<Entry, NotCached> {
     if body.len() > policy.max_entry_size {
-        return Err("body-size");
+        return Err(NotCached::BodySize);
     }
     let read = match read {
         Some(r) => r,
         None => Read::parse(&body)?,
     };
     if read.errors {
-        return Err("errors");
+        return Err(NotCached::Errors);
     }
     let cache_control = headers
         .get(http::header::CACHE_CONTROL)
         .and_then(|v| v.to_str().ok());
     let (ttl, swr) = policy::store(policy, plan, &read.typenames, cache_control)?;
 
-    let mut header =
-        ResponseHeader::build(200, Some(4 + policy.keep_headers.len())).map_err(|_| "header")?;
+    let mut header = ResponseHeader::build(200, Some(4 + policy.keep_headers.len()))
+        .map_err(|_| NotCached::Header)?;
     let content_type = headers
         .get(http::header::CONTENT_TYPE)
         .cloned()
         .unwrap_or(http::HeaderValue::from_static("application/json"));
     header
         .insert_header(http::header::CONTENT_TYPE, content_type)
-        .map_err(|_| "header")?;
+        .map_err(|_| NotCached::Header)?;
     for name in &policy.keep_headers {
         for v in headers.get_all(name) {
             header
                 .append_header(name.clone(), v.clone())
-                .map_err(|_| "header")?;
+                .map_err(|_| NotCached::Header)?;
         }
     }
     header
         .insert_header(http::header::CONTENT_LENGTH, body.len().to_string())
-        .map_err(|_| "header")?;
+        .map_err(|_| NotCached::Header)?;
     // Hits are the common case: their header is ready to send but for `age`.
     header
         .insert_header("x-cache", "HIT")
-        .map_err(|_| "header")?;
+        .map_err(|_| NotCached::Header)?;
     Ok(Entry {
         header,
         body,

@@ -27,7 +27,7 @@ pub struct RequestPlan {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Not cacheable; the reason is a bounded metric label.
-    Pass(&'static str),
+    Pass(super::NotCached),
     Cache(CachePlan),
 }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::key::{response_key, CachePlan, Decision};
+use super::NotCached;
 use crate::config::cache::{CachePolicy, Matcher, PrincipalSource, Scope};
 use crate::graphql::{Operation, OperationKind};
 
@@ -41,11 +42,11 @@ pub fn plan(
 ) -> Decision {
     match op.kind {
         OperationKind::Query => {}
-        OperationKind::Mutation => return Decision::Pass("mutation"),
-        OperationKind::Subscription => return Decision::Pass("subscription"),
+        OperationKind::Mutation => return Decision::Pass(NotCached::Mutation),
+        OperationKind::Subscription => return Decision::Pass(NotCached::Subscription),
     }
     if !policy.enabled() {
-        return Decision::Pass("no-rule");
+        return Decision::Pass(NotCached::NoRule);
     }
     let matched: Vec<_> = policy
         .rules
@@ -79,11 +80,11 @@ pub fn plan(
     } else if has_type_rules {
         (None, Duration::ZERO, Scope::Public)
     } else {
-        return Decision::Pass("no-rule");
+        return Decision::Pass(NotCached::NoRule);
     };
     if scope == Scope::Principal && principal.is_none() {
         // Never fall back to a public entry for a per-principal rule.
-        return Decision::Pass("no-principal");
+        return Decision::Pass(NotCached::NoPrincipal);
     }
     Decision::Cache(CachePlan {
         key: response_key(site, normalized, variables, scope, principal),
@@ -100,7 +101,7 @@ pub fn store(
     plan: &CachePlan,
     typenames: &BTreeSet<String>,
     cache_control: Option<&str>,
-) -> Result<(Duration, Duration), &'static str> {
+) -> Result<(Duration, Duration), NotCached> {
     let by_type: Vec<_> = policy
         .rules
         .iter()
@@ -108,7 +109,7 @@ pub fn store(
         .collect();
     if by_type.iter().any(|r| r.scope == Scope::Principal) && plan.scope == Scope::Public {
         // The key was made public at request time; this response needs a principal scope.
-        return Err("scope");
+        return Err(NotCached::Scope);
     }
     let mut ttl = plan.ttl;
     let mut swr = if plan.ttl.is_some() {
@@ -120,19 +121,19 @@ pub fn store(
         ttl = Some(ttl.map_or(r.ttl, |t| t.min(r.ttl)));
         swr = Some(swr.map_or(r.swr, |s| s.min(r.swr)));
     }
-    let mut ttl = ttl.ok_or("no-rule")?;
+    let mut ttl = ttl.ok_or(NotCached::NoRule)?;
     if !policy.ignore_upstream_cache_control {
         if let Some(cc) = cache_control {
             let directives = parse_cache_control(cc);
             if directives.no_store {
-                return Err("no-store");
+                return Err(NotCached::NoStore);
             }
             if directives.private {
-                return Err("private");
+                return Err(NotCached::Private);
             }
             if let Some(max_age) = directives.max_age {
                 if max_age.is_zero() {
-                    return Err("max-age");
+                    return Err(NotCached::MaxAge);
                 }
                 ttl = ttl.min(max_age);
             }

@@ -306,7 +306,7 @@ mod tests {
     use pingora::http::ResponseHeader;
 
     use super::*;
-    use crate::cache::Freshness;
+    use crate::cache::{Freshness, NotCached};
 
     #[test]
     fn every_kind_has_its_metric_label() {
@@ -349,7 +349,7 @@ mod tests {
         // A mutation lands while the fetch is under way.
         cache.purge_mutation(0, &[Tag::from("entity:Post:1")]);
         let stored = cache.insert_unless_purged(key(9), fresh(0, &["entity:Post:1"]), generation);
-        assert_eq!(stored, Err("purged"));
+        assert_eq!(stored, Err(NotCached::Purged));
         assert!(cache.get(&key(9)).is_none());
         let now = cache.purge_generation();
         assert!(cache
@@ -381,7 +381,7 @@ mod tests {
             cache.purge(&selector, false, PurgeKind::Site);
             assert_eq!(
                 cache.insert_unless_purged(key(2), post1(), generation),
-                Err("purged"),
+                Err(NotCached::Purged),
                 "{selector:?}"
             );
         }
@@ -392,7 +392,7 @@ mod tests {
         }
         assert_eq!(
             cache.insert_unless_purged(key(3), post1(), generation),
-            Err("purged")
+            Err(NotCached::Purged)
         );
         let generation = cache.purge_generation() - RECENT_PURGES as u64 + 1;
         assert_eq!(

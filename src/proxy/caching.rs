@@ -10,7 +10,7 @@ use pingora::proxy::Session;
 use super::{Graphql, SiteRuntime};
 use crate::cache::key::{CachePlan, Decision, RequestPlan};
 use crate::cache::refresh::{RefreshRequest, REPLAYED_HEADERS};
-use crate::cache::{fill, Entry, Freshness, Leader, Lookup, ResponseCache};
+use crate::cache::{fill, Entry, Freshness, Leader, Lookup, NotCached, ResponseCache};
 use crate::metrics;
 
 /// The cache outcome of a request, as `x-cache` says it.
@@ -19,7 +19,7 @@ pub enum Status {
     Hit,
     Stale,
     Miss,
-    Pass(&'static str),
+    Pass(NotCached),
 }
 
 impl Status {
@@ -66,7 +66,7 @@ pub const DEBUG_HEADER: &str = "x-graphfront-cache-debug";
 /// Answer from the cache when possible (`Ok(true)`), else prepare to fill it.
 /// The request goes upstream around the cache: a PASS with `reason`, where the site caches at
 /// all (elsewhere no `x-cache` is reported).
-pub fn bypass(site: &SiteRuntime, g: &mut Graphql, reason: &'static str) {
+pub fn bypass(site: &SiteRuntime, g: &mut Graphql, reason: NotCached) {
     if site.config.cache.enabled() {
         g.cache_status = Some(Status::Pass(reason));
     }
@@ -82,7 +82,7 @@ pub async fn lookup(
 ) -> pingora::Result<bool> {
     let cp = match &plan.decision {
         Decision::Pass(reason) => {
-            g.cache_status = Some(Status::Pass(reason));
+            g.cache_status = Some(Status::Pass(*reason));
             return Ok(false);
         }
         Decision::Cache(cp) => cp,
@@ -205,7 +205,7 @@ fn refresh_in_background(
                                 &|| refreshed_variables(&req),
                                 key_fields,
                             )
-                            .ok_or("not-json")?;
+                            .ok_or(NotCached::NotJson)?;
                             let mut tags = req.tags.clone();
                             tags.extend(p.tags);
                             (p.body.unwrap_or(body), Some(p.read), tags)
@@ -291,7 +291,7 @@ pub fn upstream_response(
         .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
         .is_some_and(|len| len > max);
     match fill::check_header(status, &resp.headers) {
-        Ok(()) if too_big => g.cache_status = Some(Status::Pass("body-size")),
+        Ok(()) if too_big => g.cache_status = Some(Status::Pass(NotCached::BodySize)),
         Ok(()) => state.fill = Some((BytesMut::new(), resp.headers.clone())),
         Err(reason) => g.cache_status = Some(Status::Pass(reason)),
     }
@@ -309,7 +309,7 @@ pub fn response(session: &Session, g: &Graphql, resp: &mut ResponseHeader) -> pi
     resp.insert_header("x-cache", status.header())?;
     if let Status::Pass(reason) = status {
         if session.req_header().headers.contains_key(DEBUG_HEADER) {
-            resp.insert_header("x-cache-reason", reason)?;
+            resp.insert_header("x-cache-reason", reason.label())?;
         }
     }
     Ok(())
@@ -339,7 +339,7 @@ pub fn upstream_body(
         buf.extend_from_slice(chunk);
         if buf.len() > site.config.cache.max_entry_size {
             state.fill = None;
-            g.stored = Some(Err("body-size"));
+            g.stored = Some(Err(NotCached::BodySize));
             return;
         }
     }
@@ -457,7 +457,7 @@ pub fn observe(site: &SiteRuntime, g: &Graphql) {
     if let Some(r) = reason {
         metrics::get()
             .cache_passes
-            .with_label_values(&[&site.config.name, r])
+            .with_label_values(&[&site.config.name, r.label()])
             .inc();
     }
 }

@@ -10,6 +10,7 @@ use pingora::proxy::Session;
 use super::analyse::{self, Raw};
 use super::{apq, caching, cors, forward, tagging, Edge, Graphql, Kind, RequestCtx};
 use crate::auth;
+use crate::cache::NotCached;
 use crate::rejection::{EdgeError, Rejection};
 use crate::site::SiteRuntime;
 
@@ -93,7 +94,7 @@ pub async fn handle(
     }
     let g = ctx.graphql_mut().expect("a GraphQL request");
     if g.unverified_auth {
-        caching::bypass(site, g, "unverified-auth");
+        caching::bypass(site, g, NotCached::UnverifiedAuth);
         tagging::read_only(g, &plan, &bytes, is_get);
         return Ok(false);
     }

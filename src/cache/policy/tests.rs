@@ -44,7 +44,7 @@ fn query(name: Option<&str>, fields: &[&str]) -> Operation {
 fn cache_plan(d: Decision) -> CachePlan {
     match d {
         Decision::Cache(p) => p,
-        Decision::Pass(r) => panic!("pass: {r}"),
+        Decision::Pass(r) => panic!("pass: {r:?}"),
     }
 }
 
@@ -53,15 +53,18 @@ fn mutations_subscriptions_and_unmatched_queries_pass() {
     let p = policy(vec![], 0);
     let mut m = query(None, &["a"]);
     m.kind = OperationKind::Mutation;
-    assert_eq!(plan(0, &p, &m, &X, None, None), Decision::Pass("mutation"));
+    assert_eq!(
+        plan(0, &p, &m, &X, None, None),
+        Decision::Pass(NotCached::Mutation)
+    );
     m.kind = OperationKind::Subscription;
     assert_eq!(
         plan(0, &p, &m, &X, None, None),
-        Decision::Pass("subscription")
+        Decision::Pass(NotCached::Subscription)
     );
     assert_eq!(
         plan(0, &p, &query(None, &["a"]), &X, None, None),
-        Decision::Pass("no-rule")
+        Decision::Pass(NotCached::NoRule)
     );
 }
 
@@ -89,7 +92,7 @@ fn overlapping_rules_take_the_smallest_ttl_and_the_union_of_scopes() {
     // Without a principal, a principal-scoped request is not cached at all.
     assert_eq!(
         plan(0, &p, &query(Some("Get"), &["getPost"]), &X, None, None),
-        Decision::Pass("no-principal")
+        Decision::Pass(NotCached::NoPrincipal)
     );
     // The default applies when no rule matches.
     let d = policy(vec![], 30);
@@ -113,12 +116,15 @@ fn type_rules_decide_after_the_response() {
         store(&p, &plan_, &posts, None),
         Ok((Duration::from_secs(20), Duration::ZERO))
     );
-    assert_eq!(store(&p, &plan_, &BTreeSet::new(), None), Err("no-rule"));
+    assert_eq!(
+        store(&p, &plan_, &BTreeSet::new(), None),
+        Err(NotCached::NoRule)
+    );
     let private = policy(
         vec![rule(Matcher::Type("Post".into()), 20, 0, Scope::Principal)],
         0,
     );
-    assert_eq!(store(&private, &plan_, &posts, None), Err("scope"));
+    assert_eq!(store(&private, &plan_, &posts, None), Err(NotCached::Scope));
 }
 
 #[test]
@@ -126,12 +132,18 @@ fn upstream_cache_control_is_honoured_unless_ignored() {
     let mut p = policy(vec![], 60);
     let plan_ = cache_plan(plan(0, &p, &query(None, &["a"]), &X, None, None));
     let none = BTreeSet::new();
-    assert_eq!(store(&p, &plan_, &none, Some("no-store")), Err("no-store"));
+    assert_eq!(
+        store(&p, &plan_, &none, Some("no-store")),
+        Err(NotCached::NoStore)
+    );
     assert_eq!(
         store(&p, &plan_, &none, Some("private, max-age=30")),
-        Err("private")
+        Err(NotCached::Private)
     );
-    assert_eq!(store(&p, &plan_, &none, Some("max-age=0")), Err("max-age"));
+    assert_eq!(
+        store(&p, &plan_, &none, Some("max-age=0")),
+        Err(NotCached::MaxAge)
+    );
     assert_eq!(
         store(&p, &plan_, &none, Some("public, max-age=7"))
             .unwrap()
