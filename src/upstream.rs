@@ -25,69 +25,7 @@ pub enum UpstreamError {
     Ca { path: String, reason: String },
 }
 
-/// How an upstream failure is reported: a bounded metric label, a status and a stable code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    Dns,
-    Connect,
-    Tls,
-    Timeout,
-    Closed,
-    Other,
-}
-
-impl FailureKind {
-    pub const ALL: [FailureKind; 6] = [
-        Self::Dns,
-        Self::Connect,
-        Self::Tls,
-        Self::Timeout,
-        Self::Closed,
-        Self::Other,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Dns => "dns",
-            Self::Connect => "connect",
-            Self::Tls => "tls",
-            Self::Timeout => "timeout",
-            Self::Closed => "closed",
-            Self::Other => "other",
-        }
-    }
-
-    pub fn status(self) -> u16 {
-        match self {
-            Self::Timeout => 504,
-            _ => 502,
-        }
-    }
-
-    pub fn code(self) -> &'static str {
-        match self {
-            Self::Timeout => "UPSTREAM_TIMEOUT",
-            Self::Dns => "UPSTREAM_DNS_FAILED",
-            Self::Tls => "UPSTREAM_TLS_FAILED",
-            _ => "UPSTREAM_UNAVAILABLE",
-        }
-    }
-
-    /// Classify a pingora error raised while talking to the upstream.
-    pub fn of(e: &pingora::Error) -> Self {
-        use pingora::ErrorType::*;
-        match e.etype() {
-            ConnectTimedout | ReadTimedout | WriteTimedout => Self::Timeout,
-            ConnectRefused | ConnectNoRoute | ConnectError | SocketError | BindError => {
-                Self::Connect
-            }
-            TLSHandshakeFailure | TLSHandshakeTimedout | InvalidCert | HandshakeError => Self::Tls,
-            ConnectionClosed | ReadError | WriteError | H2Error | InvalidHTTPHeader => Self::Closed,
-            Custom("dns") => Self::Dns,
-            _ => Self::Other,
-        }
-    }
-}
+pub use crate::rejection::FailureKind;
 
 /// One resolvable upstream endpoint with its prepared peer template.
 pub struct Upstream {
