@@ -71,13 +71,7 @@ mod tests {
 
     use crate::config::{Config, ConfigError};
 
-    const BASE: &str = r#"
-[[site]]
-name = "api"
-domains = ["api.example.com"]
-upstream = "https://abc.appsync-api.eu-west-1.amazonaws.com/graphql"
-tls = "acme"
-"#;
+    use crate::config::tests::SITE_WITH_ACME as BASE;
 
     fn parse(admin: &str, base: &Path) -> Result<Config, ConfigError> {
         Config::parse(&format!("{admin}\n{BASE}"), base)

@@ -55,13 +55,7 @@ impl Validator<'_> {
 mod tests {
     use crate::config::{Config, ConfigError};
 
-    const SITE: &str = r#"
-[[site]]
-name = "a"
-domains = ["api.example.com"]
-upstream = "https://abc.appsync-api.eu-west-1.amazonaws.com/graphql"
-tls = "acme"
-"#;
+    use crate::config::tests::SITE_WITH_ACME as SITE;
 
     #[test]
     fn defaults_and_validation() {

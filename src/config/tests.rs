@@ -19,6 +19,16 @@ upstream = "https://abc.appsync-api.eu-west-1.amazonaws.com/graphql"
 tls = { cert = "c.pem", key = "k.pem" }
 "#;
 
+/// One ACME site, for the unit tests of the config files that need a valid site around what
+/// they test.
+pub(super) const SITE_WITH_ACME: &str = r#"
+[[site]]
+name = "a"
+domains = ["api.example.com"]
+upstream = "https://abc.appsync-api.eu-west-1.amazonaws.com/graphql"
+tls = "acme"
+"#;
+
 fn problems(text: &str) -> Vec<Problem> {
     let dir = dir_with_certs(&["c.pem", "k.pem"]);
     match Config::parse(text, dir.path()) {
