@@ -80,7 +80,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub listeners: server::ListenersFile,
     /// TLS settings shared by all sites.
-    #[serde(default = "tls::TlsFile::without_table")]
+    #[serde(default)]
     pub tls: tls::TlsFile,
     /// Certificates obtained and renewed by graphfront (sites with `tls = "acme"`).
     #[serde(default)]

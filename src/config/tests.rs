@@ -38,6 +38,26 @@ fn problems(text: &str) -> Vec<Problem> {
 }
 
 #[test]
+fn certificate_files_are_polled_every_10s_unless_told_otherwise() {
+    let dir = dir_with_certs(&["c.pem", "k.pem"]);
+    let interval = |text: &str| {
+        Config::parse(text, dir.path())
+            .unwrap()
+            .cert_reload_interval
+    };
+    // No [tls] table at all, as in a minimal file: the documented default, not "never".
+    assert_eq!(interval(MINIMAL), std::time::Duration::from_secs(10));
+    assert_eq!(
+        interval(&format!("[tls]\n{MINIMAL}")),
+        std::time::Duration::from_secs(10)
+    );
+    assert_eq!(
+        interval(&format!("[tls]\nreload-interval = \"0s\"\n{MINIMAL}")),
+        std::time::Duration::ZERO
+    );
+}
+
+#[test]
 fn shipped_config_loads() {
     let shipped =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/graphfront.toml"))

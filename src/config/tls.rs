@@ -32,18 +32,6 @@ impl Default for TlsFile {
     }
 }
 
-impl TlsFile {
-    /// `[tls]` when the file has no such table: certificate files are then not polled
-    /// (`reload-interval` 0s), whereas a `[tls]` table without the key polls every 10s. This
-    /// is how graphfront has always read it; kept as it is until it is decided otherwise.
-    pub fn without_table() -> Self {
-        Self {
-            reload_interval: Duration::ZERO,
-            fallback_site: None,
-        }
-    }
-}
-
 /// A site's certificate: `tls = "acme"`, `tls = { acme = true, challenges = [...] }`, or
 /// `tls = { cert = "...", key = "..." }`.
 #[derive(Debug, Default, Deserialize)]
