@@ -230,7 +230,11 @@ impl Validator<'_> {
             drain_notice: f.server.drain_notice,
             graceful_shutdown_timeout: f.server.graceful_shutdown_timeout,
             dns_ttl: f.server.dns_ttl,
-            upstream_ca_file: f.server.upstream_ca_file.map(|p| self.resolve(&p)),
+            upstream_ca_file: f
+                .server
+                .upstream_ca_file
+                .as_ref()
+                .map(|p| self.readable_file(root.key("server").key("upstream-ca-file"), p)),
             access_log: f.server.access_log,
             log_level: f.log.level,
             log_format: f.log.format,

@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde::Deserialize;
 
+use super::value::ReadableFile;
 use super::{KeyPath, Validator};
 
 /// `[server]` as written.
@@ -39,7 +40,7 @@ pub struct ServerFile {
     pub dns_ttl: Duration,
     /// Trust anchors (PEM) for upstream TLS instead of the system roots (`SSL_CERT_FILE` is
     /// honoured when this is not set).
-    pub upstream_ca_file: Option<PathBuf>,
+    pub upstream_ca_file: Option<ReadableFile>,
     /// Access log: "on" (one event per request), "off".
     pub access_log: bool,
 }

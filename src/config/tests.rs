@@ -58,6 +58,15 @@ fn certificate_files_are_polled_every_10s_unless_told_otherwise() {
 }
 
 #[test]
+fn a_missing_upstream_ca_file_is_a_problem_at_load() {
+    let p = problems(&format!(
+        "[server]\nupstream-ca-file = \"/nonexistent/ca.pem\"\n{MINIMAL}"
+    ));
+    assert_eq!(p[0].path, "server.upstream-ca-file", "{p:?}");
+    assert!(p[0].message.contains("not a readable file"), "{p:?}");
+}
+
+#[test]
 fn shipped_config_loads() {
     let shipped =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/conf/graphfront.toml"))
