@@ -337,11 +337,11 @@ impl ProxyHttp for Edge {
         end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> pingora::Result<Option<std::time::Duration>> {
-        let (Some(site), Kind::Graphql(g)) = (ctx.site.clone(), &mut ctx.kind) else {
+        let (Some(site), Kind::Graphql(g)) = (&ctx.site, &mut ctx.kind) else {
             return Ok(None);
         };
-        tagging::response_body(&self.cache, &site, g, body, end_of_stream);
-        caching::upstream_body(&self.cache, session, &site, g, body, end_of_stream);
+        tagging::response_body(&self.cache, site, g, body, end_of_stream);
+        caching::upstream_body(&self.cache, session, site, g, body, end_of_stream);
         Ok(None)
     }
 

@@ -285,14 +285,7 @@ async fn a_due_certificate_is_renewed_in_place_and_survives_a_ca_outage() {
     .await;
     wait_for(&edge, "a", Duration::from_secs(30), serving).await;
     let first = served_leaf(&edge, "n.test").await.unwrap();
-    let renewed = eventually(Duration::from_secs(40), "not renewed", async || {
-        let now = served_leaf(&edge, "n.test").await.unwrap();
-        if now != first {
-            return Ok(now);
-        }
-        Err(format!("\n{}", edge.log()))
-    })
-    .await;
+    let renewed = renewed_leaf(&edge, "n.test", &first, Duration::from_secs(40)).await;
     let root = pebble.root_pem().await;
     let (status, _) = query_verified(&edge, &root, "n.test").await;
     assert_eq!(status, 200);

@@ -28,12 +28,8 @@ pub fn upstream_request(
         site.upstream.endpoint()
     };
     rewrite(session, req, endpoint)?;
-    let mut body = None;
-    match kind {
-        Kind::Graphql(g) => {
-            rewritten(req, g, endpoint)?;
-            body = g.upstream_body.clone();
-        }
+    match &mut *kind {
+        Kind::Graphql(g) => rewritten(req, g, endpoint)?,
         Kind::Realtime(socket) => {
             if let Some(path) = &socket.path {
                 // Forwarded as is: same path (and query) on the upstream's origin.
@@ -54,7 +50,12 @@ pub fn upstream_request(
         Kind::Pending | Kind::Passthrough => {}
     }
     if let (Some(signing), false) = (&site.config.upstream_signing, appsync) {
-        let body = body.unwrap_or_else(|| {
+        // The body the upstream gets: the edge's rewrite, or the client's as read.
+        let rewritten = match &*kind {
+            Kind::Graphql(g) => g.upstream_body.clone(),
+            _ => None,
+        };
+        let body = rewritten.unwrap_or_else(|| {
             session
                 .as_downstream()
                 .get_retry_buffer()

@@ -21,8 +21,10 @@ pub async fn handle(
     ctx: &mut RequestCtx,
     site: &Arc<SiteRuntime>,
 ) -> pingora::Result<bool> {
-    ctx.kind = Kind::Graphql(Graphql::default());
-    let authorizer_token = match authenticate(session, ctx, site).await {
+    let mut g = Graphql::default();
+    let authenticated = authenticate(session, &mut g, site).await;
+    ctx.kind = Kind::Graphql(g);
+    let authorizer_token = match authenticated {
         Ok(token) => token,
         Err(e) => return edge.reject(session, ctx, e).await,
     };
@@ -120,17 +122,16 @@ pub async fn handle(
     Ok(false)
 }
 
-/// The site's auth modes on the request's credentials: who it is (kept in the context), and
-/// the token an HTTP authorizer still has to judge once the operation is known.
+/// The site's auth modes on the request's credentials: who it is (kept in `g`), and the token
+/// an HTTP authorizer still has to judge once the operation is known.
 async fn authenticate(
     session: &Session,
-    ctx: &mut RequestCtx,
+    g: &mut Graphql,
     site: &SiteRuntime,
 ) -> Result<Option<String>, EdgeError> {
     let Some(modes) = &site.auth else {
         return Ok(None);
     };
-    let g = ctx.graphql_mut().expect("a GraphQL request");
     match auth::check_headers(&session.req_header().headers, &site.config.name, modes).await {
         auth::Outcome::Accepted(a) => {
             g.unverified_auth = !a.verified;
