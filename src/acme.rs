@@ -386,9 +386,11 @@ impl Manager {
                     .initial_delay(Duration::from_millis(250))
                     .backoff(1.5)
                     .timeout(self.config.acme.order_timeout);
+                // The polling has its own deadline; the step's is that plus one request.
                 step!(
                     format!("waiting for the CA to validate {url}"),
-                    order.poll_ready(&policy)
+                    order.poll_ready(&policy),
+                    self.config.acme.order_timeout + failure::STEP_TIMEOUT
                 )
             }
             Err(e) => Err(e),
@@ -414,7 +416,8 @@ impl Manager {
             .timeout(self.config.acme.order_timeout);
         let chain = step!(
             format!("downloading the certificate of {url}"),
-            order.poll_certificate(&policy)
+            order.poll_certificate(&policy),
+            self.config.acme.order_timeout + failure::STEP_TIMEOUT
         )?;
         let cert = crate::tls::load_pem(
             chain.as_bytes(),

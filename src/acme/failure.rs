@@ -112,21 +112,37 @@ impl Failure {
     }
 }
 
-/// Run one ACME step (`$send`, an expression giving its future, evaluated again for each try),
-/// sending it again (up to [`STEP_NONCE_RETRIES`] times) while the CA refuses its nonces; any
-/// other error is final. `$step` names it (and its URL) in the failure. A macro, not a function
-/// taking an async closure: such a closure's future cannot be proven `Send` today.
+/// How long one request to the CA may take before the step fails (instant-acme's client has
+/// no deadline of its own: a CA that accepts a connection and never answers would hold the
+/// site's renewals for ever).
+pub(super) const STEP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Run one ACME step (`$send`, an expression giving its future, evaluated again for each try)
+/// within `$within` (default [`STEP_TIMEOUT`]), sending it again (up to [`STEP_NONCE_RETRIES`]
+/// times) while the CA refuses its nonces; any other error is final. `$step` names it (and its
+/// URL) in the failure. A macro, not a function taking an async closure: such a closure's
+/// future cannot be proven `Send` today.
 macro_rules! step {
-    ($step:expr, $send:expr) => {{
+    ($step:expr, $send:expr) => {
+        step!($step, $send, $crate::acme::failure::STEP_TIMEOUT)
+    };
+    ($step:expr, $send:expr, $within:expr) => {{
         let mut retries = 0;
+        let within = $within;
         loop {
-            match $send.await {
-                Ok(v) => break Ok(v),
-                Err(e) => {
+            match tokio::time::timeout(within, $send).await {
+                Ok(Ok(v)) => break Ok(v),
+                Ok(Err(e)) => {
                     let f = $crate::acme::failure::Failure::at(&$step, &e);
                     if !f.again(&mut retries) {
                         break Err(f);
                     }
+                }
+                Err(_) => {
+                    break Err($crate::acme::failure::Failure::other(format!(
+                        "{}: no answer from the CA within {within:?}",
+                        $step
+                    )))
                 }
             }
         }
@@ -287,5 +303,21 @@ mod tests {
             .detail()
             .starts_with("finalizing: the CA refused"));
         assert_eq!(sent, 1);
+    }
+
+    #[tokio::test]
+    async fn a_ca_that_never_answers_fails_the_step_at_its_deadline() {
+        let never = || std::future::pending::<Result<(), instant_acme::Error>>();
+        let r = step!(
+            "placing an order at https://ca/dir",
+            never(),
+            std::time::Duration::from_millis(20)
+        );
+        let f = r.unwrap_err();
+        assert!(matches!(f, Failure::Other { .. }));
+        assert_eq!(
+            f.detail(),
+            "placing an order at https://ca/dir: no answer from the CA within 20ms"
+        );
     }
 }
