@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts graphfront for ../shared/bench/compare.sh: one worker thread, https://localhost on
 # $BENCH_LISTEN with $BENCH_CERT/$BENCH_KEY, fronting $BENCH_UPSTREAM at /graphql.
-# $BENCH_SITE_KEYS (TOML keys) go into the [[site]] table itself (benches/realtime-idle.sh adds
+# $BENCH_LISTENER_KEYS (TOML keys) go into [listeners]; $BENCH_SITE_KEYS (TOML keys) go into the [[site]] table itself (benches/realtime-idle.sh adds
 # realtime-upstream); $BENCH_SITE_EXTRA (TOML, after [site.cache]: start it with a table header
 # of its own) is appended to the site (benches/auth-overhead.sh adds auth).
 #   cargo build --release && ../shared/bench/compare.sh
@@ -22,6 +22,7 @@ access-log = ${BENCH_ACCESS_LOG:-false}
 https = ["$BENCH_LISTEN"]
 http = []
 admin = "127.0.0.1:${BENCH_ADMIN_PORT:-28490}"
+${BENCH_LISTENER_KEYS:-}
 
 [tls]
 reload-interval = "0s"

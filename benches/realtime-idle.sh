@@ -54,6 +54,7 @@ up=$!; pids+=("$up")
 # The graphfront compare.sh measures (benches/compare-graphfront.sh), with real-time on.
 BENCH_DIR=$W BENCH_LISTEN=127.0.0.1:$GF_PORT BENCH_ADMIN_PORT=$((GF_PORT + 1)) GRAPHFRONT_BIN=$bin \
   BENCH_CERT=$W/localhost.pem BENCH_KEY=$W/localhost.key BENCH_UPSTREAM=http://127.0.0.1:$UP_PORT/graphql \
+  BENCH_LISTENER_KEYS="max-connections-per-client = 0" \
   BENCH_SITE_KEYS="realtime-upstream = \"ws://127.0.0.1:$UP_PORT/graphql/ws\"" \
   BENCH_SITE_EXTRA=$'[site.websocket]\nmax-connections = 100000\nmax-connections-per-client = 100000' \
   taskset -c 1 bash benches/compare-graphfront.sh >"$W/graphfront.log" 2>&1 &
